@@ -304,6 +304,8 @@ class ReplayFile:
                     start = 0
                 data = _pread(fd, st.st_size - start, start) if st.st_size > start else b""
                 self._stat = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except OSError as exc:
+            raise ReplayError(f"cannot read replay file {self.path}: {exc.strerror}") from None
         finally:
             os.close(fd)
         self._parse(data)

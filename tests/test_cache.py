@@ -386,6 +386,8 @@ def test_unwritable_path_is_a_one_line_replay_error(tmp_path):
     with pytest.raises(ReplayError, match="cannot write") as info:
         ReplayFile(tmp_path).put("k", reply={}, request={})
     assert "\n" not in str(info.value)
+    with pytest.raises(ReplayError, match="cannot read"):
+        ReplayFile(tmp_path).get("k")
 
 
 def test_works_without_fcntl(tmp_path, monkeypatch):
