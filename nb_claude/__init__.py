@@ -1,2 +1,73 @@
-"""Claude in Jupyter notebooks."""
+"""Claude in Jupyter notebooks: `%load_ext nb_claude`, then `%%claude` cells."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "ChatPanel",
+    "Reply",
+    "Session",
+    "Turn",
+    "get_session",
+    "load_ipython_extension",
+    "set_api_key",
+    "tool",
+    "unload_ipython_extension",
+]
+
+if TYPE_CHECKING:
+    from ._config import set_api_key
+    from ._panel import ChatPanel
+    from ._session import Session, Turn, get_session
+    from ._stream import Reply
+    from ._tools import tool
+
+_LAZY = {
+    "ChatPanel": "._panel",
+    "Reply": "._stream",
+    "Session": "._session",
+    "Turn": "._session",
+    "get_session": "._session",
+    "set_api_key": "._config",
+    "tool": "._tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use so that `%load_ext nb_claude` stays cheap.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nb_claude' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register %%claude, %claude_chat and friends, and start remembering plots."""
+    from ._magics import ClaudeMagics
+
+    magics = ClaudeMagics(ipython)
+    ipython.register_magics(magics)
+    try:
+        from ._plots import PlotRecorder
+    except ImportError:
+        return
+    magics.plots = PlotRecorder(ipython)
+    magics.plots.install()
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    magics = ipython.magics_manager.registry.get("ClaudeMagics")
+    if magics is not None and getattr(magics, "plots", None) is not None:
+        magics.plots.uninstall()

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import StreamError
+
 __all__ = ["Reply", "ToolCall", "Usage", "StreamError", "accumulate", "reply_from_response",
            "normalise_finish_reason"]
 
@@ -30,10 +32,6 @@ _FINISH_REASONS = {
     "pause_turn": "pause_turn",
     "error": "error",
 }
-
-
-class StreamError(Exception):
-    """The service reported an error inside an otherwise successful stream."""
 
 
 def normalise_finish_reason(raw: str | None) -> str | None:
@@ -130,6 +128,7 @@ class Reply:
     elapsed: float = 0.0
     inference_id: str = ""
     thinking_signature: str = ""
+    warnings: list[str] = field(default_factory=list)
     _tool_index: dict[int, ToolCall] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -166,6 +165,7 @@ class Reply:
             "request_sha256": self.request_sha256,
             "created": self.created,
             "elapsed": self.elapsed,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -185,6 +185,7 @@ class Reply:
             request_sha256=data.get("request_sha256", ""),
             created=float(data.get("created") or 0.0),
             elapsed=float(data.get("elapsed") or 0.0),
+            warnings=list(data.get("warnings", [])),
         )
 
 
@@ -273,6 +274,9 @@ def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
     recording its message on the reply.
     """
     if not isinstance(event, dict):
+        return reply
+    if "nb_claude_warning" in event:
+        reply.warnings.append(str(event["nb_claude_warning"]))
         return reply
     if "error" in event and event["error"]:
         reply.error = _error_message(event["error"])

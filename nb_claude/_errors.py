@@ -1,0 +1,72 @@
+"""Exceptions a user may see: each carries one short line that says what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "NbClaudeError",
+    "ConfigError",
+    "MissingKeyError",
+    "APIError",
+    "APIStatusError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "StreamError",
+    "ReplayMissError",
+    "Cancelled",
+]
+
+
+class NbClaudeError(Exception):
+    """Base class. In IPython it renders as one line, not a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None and getattr(shell.InteractiveTB, "mode", "") in ("Verbose", "Docs"):
+            return shell.InteractiveTB.structured_traceback(type(self), self, self.__traceback__)
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class ConfigError(NbClaudeError, ValueError):
+    """Bad input or options: nothing was sent."""
+
+
+class MissingKeyError(ConfigError):
+    def __init__(self) -> None:
+        super().__init__("no API key: run %claude_login, or set the AIMLAPI_KEY environment variable "
+                         "before starting Jupyter")
+
+
+class APIError(NbClaudeError):
+    """The request failed; the history is as it was before."""
+
+
+class APIStatusError(APIError):
+    def __init__(self, message: str, *, status: int, upstream_status: int | None = None,
+                 error_type: str | None = None, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+        self.upstream_status = upstream_status
+        self.error_type = error_type
+        self.attempts = attempts
+
+
+class APIConnectionError(APIError):
+    pass
+
+
+class APITimeoutError(APIConnectionError):
+    pass
+
+
+class StreamError(APIError):
+    """The stream broke after content arrived; the partial reply was kept."""
+
+
+class ReplayMissError(APIError):
+    """Strict replay mode and the replay file has no entry for this request."""
+
+
+class Cancelled(NbClaudeError):
+    """The user stopped the request (Stop button or kernel interrupt)."""

@@ -1,0 +1,386 @@
+"""%%claude and friends: argument parsing only; the work is the Session's."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from traitlets import Bool, Dict, Float, Int, Unicode, observe
+
+from . import _config
+from ._errors import ConfigError
+
+_REQUEST_OPTIONS = [
+    argument("-m", "--model", help="model id (default: ClaudeMagics.model)"),
+    argument("-s", "--system", help="system prompt for this request"),
+    argument("--max-tokens", type=int, metavar="N", help="most tokens the reply may use"),
+    argument("--stop", action="append", metavar="SEQ", help="stop sequence (repeatable)"),
+    argument("--no-stream", action="store_true", help="wait for the whole reply"),
+    argument("--new", action="store_true", help="start a fresh conversation"),
+    argument("--session", default="default", metavar="NAME", help="named session"),
+    argument("--out", metavar="VAR", help="store the reply text in this variable"),
+    argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown",
+             help="markdown (default), text, or code: put the first code block in a new cell"),
+    argument("--dry-run", action="store_true",
+             help="show the JSON body that would be sent, and send nothing"),
+    argument("-a", "--attach", action="append", metavar="EXPR",
+             help="attach a variable, expression or file path (repeatable, or a,b)"),
+    argument("--plot", nargs="?", const=-1, type=int, metavar="N",
+             help="attach the last displayed plot, or those of cell [N]"),
+    argument("--tools", metavar="NAMES", help="tools the model may call: name,name or all"),
+    argument("--tool-choice", metavar="CHOICE", help="auto, none, required or a tool name"),
+    argument("--max-steps", type=int, metavar="N", help="most tool-call rounds (default 10)"),
+    argument("--confirm", action="store_true", help="ask before each tool call"),
+    argument("--thinking", nargs="?", const="adaptive", metavar="N",
+             help="extended thinking: adaptive, or a token budget N >= 1024"),
+    argument("--replay", metavar="MODE", help="auto, replay, record or off for this cell"),
+    argument("--refresh", action="store_true", help="ask again and re-record this cell"),
+]
+
+
+def _request_options(func: Any) -> Any:
+    for decorator in reversed(_REQUEST_OPTIONS):
+        func = decorator(func)
+    return func
+
+
+def _parse(magic: Any, line: str) -> argparse.Namespace:
+    try:
+        return parse_argstring(magic, line)
+    except UsageError:
+        raise
+    except ValueError as exc:  # shlex: unbalanced quotes
+        raise UsageError(f"could not read the options: {exc}; quote values with spaces") from None
+
+
+def _split_line(parser: argparse.ArgumentParser, line: str) -> tuple[str, str]:
+    """Split `%claude [options] TEXT` into options and free text (which may hold quotes)."""
+    words = line.split()
+    position = 0
+    takes_value = {
+        option: action.nargs is None or action.nargs not in (0, "?")
+        for action in parser._actions for option in action.option_strings
+        if not isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction))
+    }
+    optional_value = {option for action in parser._actions for option in action.option_strings
+                      if action.nargs == "?"}
+    while position < len(words):
+        word = words[position]
+        if not word.startswith("-") or word == "-":
+            break
+        name = word.split("=", 1)[0]
+        position += 1
+        if "=" in word:
+            continue
+        if name in optional_value:
+            if position < len(words) and words[position].lstrip("-").isdigit():
+                position += 1
+        elif takes_value.get(name) and position < len(words):
+            position += 1
+    option_words = words[:position]
+    rest = line
+    for word in option_words:
+        rest = rest.split(word, 1)[1] if word in rest else rest
+    return " ".join(option_words), rest.strip()
+
+
+@magics_class
+class ClaudeMagics(Magics):
+    """Talk to Claude from notebook cells. Defaults are configurable traitlets."""
+
+    model = Unicode(help="Model id for requests.").tag(config=True)
+    base_url = Unicode(help="Base URL of the OpenAI-compatible API.").tag(config=True)
+    max_tokens = Int(help="max_tokens sent with every request.").tag(config=True)
+    system = Unicode(help="Default system prompt.").tag(config=True)
+    stream = Bool(help="Stream replies as they are written.").tag(config=True)
+    timeout = Float(help="Read timeout in seconds.").tag(config=True)
+    connect_timeout = Float(help="Connect timeout in seconds.").tag(config=True)
+    max_retries = Int(help="Retries for failures before any reply arrived.").tag(config=True)
+    replay_mode = Unicode(help="auto, replay, record or off.").tag(config=True)
+    replay_path = Unicode(help="The replay file (JSON Lines).").tag(config=True)
+    max_image_edge = Int(help="Longest image edge sent, in pixels.").tag(config=True)
+    dataframe_budget = Int(help="Characters for a DataFrame summary.").tag(config=True)
+    max_steps = Int(help="Most tool-call rounds per prompt.").tag(config=True)
+    confirm_tools = Bool(help="Ask before running each tool call.").tag(config=True)
+    updates_per_second = Float(help="Most display updates a second while streaming.").tag(
+        config=True)
+    prices = Dict(help="USD per million input/output tokens by model, for estimates.").tag(
+        config=True)
+
+    _SETTINGS = ("model", "base_url", "max_tokens", "system", "stream", "timeout",
+                 "connect_timeout", "max_retries", "replay_mode", "replay_path",
+                 "max_image_edge", "dataframe_budget", "max_steps", "confirm_tools",
+                 "updates_per_second", "prices")
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        # Defaults come from the process settings (which read the environment).
+        for name in self._SETTINGS:
+            kwargs.setdefault(name, getattr(_config.settings, name))
+        super().__init__(shell=shell, **kwargs)
+        self._push_all()
+        self.plots: Any = None
+
+    def _push_all(self) -> None:
+        for name in self._SETTINGS:
+            value = getattr(self, name)
+            if name == "prices":
+                value = {k: tuple(v) for k, v in value.items()}
+            setattr(_config.settings, name, value)
+
+    @observe(*_SETTINGS)
+    def _setting_changed(self, change: dict[str, Any]) -> None:
+        value = change["new"]
+        if change["name"] == "prices":
+            value = {k: tuple(v) for k, v in value.items()}
+        setattr(_config.settings, change["name"], value)
+
+    # -- helpers ----------------------------------------------------------
+    def _session(self, name: str) -> Any:
+        from ._session import get_session
+
+        try:
+            return get_session(name)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _cell_id(self) -> str | None:
+        kernel = getattr(self.shell, "kernel", None)
+        if kernel is None:
+            return None
+        try:
+            parent = kernel.get_parent("shell")
+        except TypeError:
+            parent = kernel.get_parent()
+        except Exception:
+            return None
+        metadata = (parent or {}).get("metadata") or {}
+        cell_id = metadata.get("cellId")
+        return cell_id if isinstance(cell_id, str) and cell_id else None
+
+    def _attachments(self, args: argparse.Namespace) -> list[Any]:
+        items: list[Any] = []
+        if args.plot is not None:
+            if self.plots is None:
+                raise UsageError("--plot needs the extension loaded with %load_ext nb_claude")
+            from ._content import AttachmentError
+
+            try:
+                count = None if args.plot == -1 else args.plot
+                items.extend(self.plots.attachments(count,
+                                                    max_image_edge=_config.settings.max_image_edge))
+            except AttachmentError as exc:
+                raise UsageError(f"--plot: {exc}") from None
+        for spec in args.attach or []:
+            for expr in _split_attach(spec):
+                items.append((_label(expr), self._evaluate(expr)))
+        return items
+
+    def _evaluate(self, expr: str) -> Any:
+        namespace = self.shell.user_ns
+        if expr in namespace:
+            return namespace[expr]
+        from pathlib import Path
+
+        candidate = Path(expr).expanduser()
+        if candidate.suffix and (candidate.exists() or not expr.isidentifier()) and \
+                not _looks_like_code(expr, namespace):
+            return candidate
+        try:
+            return eval(expr, namespace)  # noqa: S307 - the user's own expression
+        except NameError:
+            if candidate.suffix:
+                raise UsageError(f"--attach {expr}: no such file or variable") from None
+            raise UsageError(f"--attach {expr}: no variable named {expr!r} "
+                             "(run the cell that defines it first)") from None
+        except Exception as exc:
+            raise UsageError(f"--attach {expr}: {type(exc).__name__}: {exc}") from None
+
+    # -- magics -----------------------------------------------------------
+    @magic_arguments()
+    @_request_options
+    @argument("prompt", nargs="*", help="the prompt (line magic only)")
+    @line_cell_magic
+    def claude(self, line: str, cell: str | None = None) -> Any:
+        """Ask Claude. In a cell magic the cell body is the prompt.
+
+        Examples::
+
+            %%claude --plot --attach df
+            What does this relationship suggest?
+
+            %claude -m claude-opus-4-8 Summarise the last answer in one line.
+        """
+        if cell is None:
+            options, text = _split_line(self.claude.parser, line)
+            args = _parse(self.claude, options)
+            prompt = text
+        else:
+            args = _parse(self.claude, line)
+            if args.prompt:
+                raise UsageError("put the prompt in the cell body, not after %%claude "
+                                 f"(unexpected: {' '.join(args.prompt)!r})")
+            prompt = cell
+        return self._ask(args, prompt)
+
+    def _ask(self, args: argparse.Namespace, prompt: str) -> Any:
+        session = self._session(args.session)
+        if not prompt.strip():
+            raise UsageError("the prompt is empty: write a question in the cell")
+        replay = "record" if args.refresh else args.replay
+        options: dict[str, Any] = {
+            "model": args.model, "system": args.system, "max_tokens": args.max_tokens,
+            "stop": args.stop, "stream": False if args.no_stream else None,
+            "thinking": args.thinking, "tools": args.tools, "tool_choice": args.tool_choice,
+            "max_steps": args.max_steps, "confirm": True if args.confirm else None,
+            "replay": replay, "namespace": self.shell.user_ns,
+        }
+        attach = self._attachments(args)
+        cell_id = self._cell_id()
+        if args.dry_run:
+            try:
+                body = session.request_body(prompt, attach=attach, cell_id=cell_id, **options)
+            except ConfigError as exc:
+                raise UsageError(str(exc)) from None
+            from IPython.display import display
+
+            from ._render import dry_run_bundle
+
+            display(dry_run_bundle(body, session.attachments(attach)), raw=True)
+            return None
+        from ._render import InlineView
+
+        view = InlineView(_config.settings.updates_per_second,
+                          fmt="text" if args.format == "text" else "markdown")
+        count = getattr(self.shell, "execution_count", None)
+        label = f"cell [{count}] ({_first_words(prompt)})" if count else _first_words(prompt)
+        try:
+            reply = session.ask(prompt, attach=attach, cell_id=cell_id, new=args.new,
+                                source="cell", view=view, label=label, **options)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        if args.out:
+            if not args.out.isidentifier():
+                raise UsageError(f"--out needs a variable name, not {args.out!r}")
+            self.shell.user_ns[args.out] = reply.text
+        if args.format == "code":
+            self._next_cell(reply.text)
+        return None
+
+    def _next_cell(self, text: str) -> None:
+        from IPython.display import Markdown, display
+
+        from ._render import first_code_block
+
+        code = first_code_block(text)
+        if code is None:
+            display(Markdown("*No code block in the reply to put in a new cell.*"))
+            return
+        if _front_end_inserts_cells(self.shell):
+            self.shell.set_next_input(code, replace=False)
+        else:
+            display(Markdown("*This front end cannot insert cells: copy the code below.*\n\n"
+                             f"```python\n{code}\n```"))
+
+    @magic_arguments()
+    @argument("--session", default="default", metavar="NAME", help="session to reset")
+    @line_magic
+    def claude_reset(self, line: str) -> None:
+        """Forget the conversation of a session."""
+        args = _parse(self.claude_reset, line)
+        self._session(args.session).reset()
+
+    @magic_arguments()
+    @argument("--session", default="default", metavar="NAME")
+    @line_magic
+    def claude_history(self, line: str) -> Any:
+        """Show the session's turns as Markdown."""
+        from IPython.display import Markdown
+
+        args = _parse(self.claude_history, line)
+        return Markdown(self._session(args.session).to_markdown())
+
+    @magic_arguments()
+    @argument("--session", default="default", metavar="NAME")
+    @line_magic
+    def claude_usage(self, line: str) -> Any:
+        """Tokens, replies and cost of a session."""
+        from IPython.display import Markdown
+
+        from ._render import usage_markdown
+
+        args = _parse(self.claude_usage, line)
+        return Markdown(usage_markdown(self._session(args.session)))
+
+    @line_magic
+    def claude_login(self, line: str) -> None:
+        """Ask for the API key; it stays in this kernel's memory only."""
+        import getpass
+
+        key = getpass.getpass("AI/ML API key: ")
+        if not key.strip():
+            raise UsageError("no key entered; nothing changed")
+        _config.set_api_key(key)
+        from IPython.display import Markdown, display
+
+        display(Markdown("Key set for this kernel (kept in memory only)."))
+
+    @magic_arguments()
+    @argument("--session", default="default", metavar="NAME")
+    @line_magic
+    def claude_chat(self, line: str) -> Any:
+        """Open the chat panel on a session."""
+        args = _parse(self.claude_chat, line)
+        from ._panel import ChatPanel
+
+        return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots)
+
+
+def _split_attach(spec: str) -> list[str]:
+    """Comma-separated values, keeping commas inside brackets or quotes."""
+    parts, depth, current, quote = [], 0, "", ""
+    for char in spec:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        current += char
+    parts.append(current.strip())
+    return [p for p in parts if p]
+
+
+def _label(expr: str) -> str:
+    return expr if len(expr) <= 40 else expr[:37] + "..."
+
+
+def _looks_like_code(expr: str, namespace: dict[str, Any]) -> bool:
+    head = expr.split(".", 1)[0].split("[", 1)[0]
+    return head.isidentifier() and head in namespace
+
+
+def _first_words(text: str, limit: int = 40) -> str:
+    line = " ".join(text.split())
+    return repr(line if len(line) <= limit else line[: limit - 1] + "…")
+
+
+def _front_end_inserts_cells(shell: Any) -> bool:
+    """set_next_input works in Jupyter front ends, not in VS Code or Colab."""
+    import os
+    import sys
+
+    if not hasattr(shell, "kernel"):
+        return True  # terminal IPython pre-fills the next prompt
+    return not ("VSCODE_PID" in os.environ or "google.colab" in sys.modules)
+
+
+__all__ = ["ClaudeMagics"]

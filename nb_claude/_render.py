@@ -1,0 +1,297 @@
+"""Show turns: Markdown for notebooks and the panel, throttled live display.
+
+A live reply is one display updated in place through its display_id, so the
+saved notebook holds a single final output per reply.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._session import Session, Step, Turn
+
+__all__ = ["InlineView", "turn_markdown", "footer", "session_markdown", "output_metadata",
+           "first_code_block"]
+
+WAITING = "<span class='nbc-waiting'>⋯ *waiting for Claude*</span>"
+CURSOR = " ▍"
+
+_FINISH_NOTES = {
+    "max_tokens": "cut at max_tokens",
+    "stop_sequence": "stopped at a stop sequence",
+    "refusal": "refused",
+    "tool_use": "asked for tools",
+    "pause_turn": "paused",
+}
+
+
+def _short_model(model: str) -> str:
+    return model.rsplit("/", 1)[-1]
+
+
+def footer(turn: Turn, *, live: bool = False) -> str:
+    """One line: model, tokens in/out, seconds, cost, and how the reply ended."""
+    reply = turn.reply
+    usage = turn.usage
+    parts = [_short_model(reply.model or turn.options.get("model", ""))]
+    parts.append(f"{usage.input_tokens:,} in / {usage.output_tokens:,} out")
+    elapsed = sum(s.reply.elapsed for s in turn.steps)
+    if elapsed:
+        parts.append(f"{elapsed:.1f} s")
+    if usage.cost_usd is not None:
+        cost = f"${usage.cost_usd:.4f}"
+        parts.append(f"~{cost} (estimate)" if usage.estimated else cost)
+    if len(turn.steps) > 1:
+        parts.append(f"{len(turn.steps)} steps")
+    note = _FINISH_NOTES.get(reply.finish_reason or "")
+    if note and not (reply.finish_reason == "tool_use" and turn.steps[-1].results):
+        parts.append(note)
+    if any(s.reply.replayed for s in turn.steps):
+        parts.append("replayed")
+    if turn.interrupted:
+        parts.append("interrupted")
+    if reply.error:
+        parts.append(f"error: {reply.error}")
+    if turn.note:
+        parts.append(turn.note)
+    for warning in reply.warnings:
+        parts.append(warning)
+    return " · ".join(p for p in parts if p)
+
+
+def attachments_line(turn: Turn) -> str:
+    """What was sent besides the prompt: thumbnails, frame shapes, file names."""
+    items = []
+    for attachment in turn.attachments:
+        thumb = attachment.thumbnail_data_uri(48) if attachment.kind == "image" else None
+        label = html.escape(attachment.description)
+        if thumb:
+            items.append(f"<img src=\"{thumb}\" style=\"height:32px;vertical-align:middle\" "
+                         f"alt=\"{html.escape(attachment.name)}\"/> {label}")
+        else:
+            items.append(label)
+    return "📎 " + " · ".join(items) if items else ""
+
+
+def _details(summary: str, body: str, *, open_: bool = False) -> str:
+    flag = " open" if open_ else ""
+    return f"<details{flag}><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+def _fence(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
+    ticks = "`" * (longest + 1)
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
+    reply = step.reply
+    parts: list[str] = []
+    if reply.thinking:
+        label = "Thinking…" if live and last and not reply.text else "Thinking"
+        parts.append(_details(label, html.escape(reply.thinking).replace("\n", "<br>\n")))
+    if reply.text:
+        parts.append(reply.text + (CURSOR if live and last and not reply.tool_calls else ""))
+    results = {r.tool_use_id: r for r in step.results}
+    for call in reply.tool_calls:
+        result = results.get(call.id)
+        try:
+            arguments = json.dumps(call.input, ensure_ascii=False, indent=1)
+        except ValueError:
+            arguments = call.arguments
+        brief = arguments.replace("\n", " ")
+        brief = brief if len(brief) <= 60 else brief[:57] + "…"
+        if result is None:
+            status = "running…" if live else "not run"
+        elif result.is_error:
+            status = f"⚠ {html.escape(result.summary)}"
+        else:
+            status = f"→ {html.escape(result.summary)}"
+        body = _fence(arguments, "json")
+        if result is not None:
+            content = result.content if isinstance(result.content, str) else \
+                "\n".join(b.get("text", f"[{b.get('type')}]") for b in result.content)
+            body += "\n\n" + _fence(content[:2000] + ("…" if len(content) > 2000 else ""))
+        parts.append(_details(f"🔧 <code>{html.escape(call.name)}({html.escape(brief)})</code> "
+                              f"{status}", body))
+    return parts
+
+
+def turn_markdown(turn: Turn, *, live: bool = False, prompt: bool = False,
+                  with_footer: bool = True) -> str:
+    """The turn as notebook Markdown; `prompt` adds the user's text (for the panel)."""
+    parts: list[str] = []
+    if prompt:
+        parts.append("**You:** " + turn.prompt)
+    line = attachments_line(turn)
+    if line:
+        parts.append(line)
+    body: list[str] = []
+    for position, step in enumerate(turn.steps):
+        body.extend(_step_markdown(step, live=live, last=position == len(turn.steps) - 1))
+    if not body and live:
+        body.append(WAITING)
+    parts.extend(body)
+    if with_footer and not live and turn.steps:
+        parts.append(f"<sub>{html.escape(footer(turn))}</sub>")
+    return "\n\n".join(parts)
+
+
+def turn_text(turn: Turn) -> str:
+    """Plain-text rendering for front ends without Markdown."""
+    text = turn.text or "(no text)"
+    return f"{text}\n\n[{footer(turn)}]" if turn.steps else text
+
+
+def output_metadata(turn: Turn) -> dict[str, Any]:
+    """Provenance carried by every reply output."""
+    reply = turn.reply
+    return {"nb_claude": {
+        "model": reply.model or turn.options.get("model"),
+        "request_sha256": reply.request_sha256,
+        "usage": turn.usage.to_dict(),
+        "finish_reason": reply.finish_reason,
+        "replayed": all(s.reply.replayed for s in turn.steps) if turn.steps else False,
+        "created": datetime.fromtimestamp(reply.created, timezone.utc).isoformat(
+            timespec="seconds"),
+        "steps": len(turn.steps),
+        "interrupted": turn.interrupted,
+    }}
+
+
+def first_code_block(text: str) -> str | None:
+    match = re.search(r"^(`{3,}|~{3,})[^\n]*\n(.*?)^\1\s*$", text, re.S | re.M)
+    return match.group(2).rstrip("\n") if match else None
+
+
+def _is_terminal() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return True
+    shell = get_ipython()
+    return shell is None or (not hasattr(shell, "kernel") and sys.stdout.isatty())
+
+
+class InlineView:
+    """A live reply under the running cell, updated at most `rate` times a second."""
+
+    def __init__(self, rate: float = 10.0, *, fmt: str = "markdown") -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.fmt = fmt
+        self.handle: Any = None
+        self.updates = 0
+        self._last = 0.0
+        self._terminal = _is_terminal()
+        self._written = 0
+
+    def _bundle(self, turn: Turn, *, live: bool) -> dict[str, str]:
+        if self.fmt == "text":
+            return {"text/plain": turn_text(turn) if not live else turn.text or "⋯"}
+        return {"text/markdown": turn_markdown(turn, live=live),
+                "text/plain": turn_text(turn) if not live else turn.text or "⋯"}
+
+    def start(self, turn: Turn) -> None:
+        if self._terminal:
+            return
+        from IPython.display import display
+
+        self.handle = display(self._bundle(turn, live=True), raw=True, display_id=True)
+        self._last = time.monotonic()
+
+    def update(self, turn: Turn, *, force: bool = False) -> None:
+        if self._terminal:
+            self._write_terminal(turn)
+            return
+        now = time.monotonic()
+        if self.handle is None or (not force and now - self._last < self.interval):
+            return
+        self._last = now
+        self.updates += 1
+        self.handle.update(self._bundle(turn, live=True), raw=True)
+
+    def finish(self, turn: Turn) -> None:
+        if self._terminal:
+            self._write_terminal(turn)
+            sys.stdout.write(f"\n[{footer(turn)}]\n")
+            sys.stdout.flush()
+            return
+        if self.handle is None:
+            return
+        self.updates += 1
+        self.handle.update(self._bundle(turn, live=False), raw=True,
+                           metadata=output_metadata(turn))
+
+    def fail(self, turn: Turn, exc: BaseException) -> None:
+        """Failed before any content: the waiting mark goes away, the error shows."""
+        if self.handle is not None:
+            self.handle.update({"text/plain": ""}, raw=True)
+
+    def _write_terminal(self, turn: Turn) -> None:
+        text = turn.text
+        if len(text) > self._written:
+            sys.stdout.write(text[self._written:])
+            sys.stdout.flush()
+            self._written = len(text)
+
+
+def session_markdown(session: Session) -> str:
+    """The whole conversation as Markdown (for %claude_history and export)."""
+    if not session.history:
+        return f"*Session `{session.name}` has no turns yet.*"
+    parts = [f"# Conversation `{session.name}`"]
+    for number, turn in enumerate(session.history, 1):
+        parts.append(f"## {number}. You")
+        parts.append(turn.prompt)
+        line = attachments_line(turn)
+        if line:
+            parts.append(line)
+        parts.append("## Claude")
+        parts.append(turn_markdown(turn))
+    return "\n\n".join(parts)
+
+
+def _shorten_data(value: Any) -> Any:
+    """Base64 payloads shortened, so a dry run stays readable."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "data" and isinstance(item, str) and len(item) > 80 and \
+                    value.get("type") == "base64":
+                out[key] = f"{item[:40]}…({len(item):,} chars of base64)"
+            else:
+                out[key] = _shorten_data(item)
+        return out
+    if isinstance(value, list):
+        return [_shorten_data(item) for item in value]
+    return value
+
+
+def dry_run_bundle(body: dict[str, Any], attachments: list[Any]) -> dict[str, str]:
+    """The request as it would be sent (data shortened) and what the attachments cost."""
+    shown = json.dumps(_shorten_data(body), indent=2, ensure_ascii=False)
+    lines = ["**Dry run: nothing was sent.** `POST /chat/completions` with this body:", "",
+             _fence(shown, "json")]
+    if attachments:
+        total = sum(a.estimate_tokens() for a in attachments)
+        lines += ["", f"Attachments (about {total:,} tokens):", ""]
+        lines += [f"- {html.escape(a.description)} · {a.media_type} · {len(a.data):,} bytes · "
+                  f"~{a.estimate_tokens():,} tokens · sha256 {a.sha256[:12]}" for a in attachments]
+    return {"text/markdown": "\n".join(lines), "text/plain": shown}
+
+
+def usage_markdown(session: Session) -> str:
+    usage = session.usage
+    replies = sum(len(turn.steps) for turn in session.history)
+    cost = "n/a" if usage.cost_usd is None else f"${usage.cost_usd:.4f}" + (
+        " (estimate from the price table)" if usage.estimated else "")
+    return (f"| session | replies | tokens in | tokens out | cost |\n|---|---|---|---|---|\n"
+            f"| `{session.name}` | {replies} | {usage.input_tokens:,} | "
+            f"{usage.output_tokens:,} | {cost} |")

@@ -1,0 +1,652 @@
+"""A conversation: its turns, the requests they make, and what they cost.
+
+The magics and the chat panel are two front ends over the same Session. A
+turn enters the history only when its reply is complete or explicitly marked
+partial; a failed request leaves the history as it was.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._config import MAX_OUTPUT_TOKENS, MIN_THINKING_BUDGET, Settings, get_api_key, settings
+from ._errors import Cancelled, ConfigError, NbClaudeError, ReplayMissError, StreamError
+from ._stream import Reply, Usage, accumulate, reply_from_response
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._client import CancelToken, Client
+    from ._content import Attachment
+    from ._tools import Tool, ToolResult
+
+__all__ = ["Session", "Turn", "Step", "get_session", "sessions"]
+
+_MODEL_RE = re.compile(r"^(anthropic/)?claude-[a-z0-9][a-z0-9.\-]*$")
+
+Listener = Callable[[str, "Turn | None"], None]
+
+
+@dataclass
+class Step:
+    """One request of a turn: the reply and the tool results sent back after it."""
+
+    reply: Reply
+    results: list[ToolResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reply": self.reply.to_dict(), "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Step:
+        from ._tools import ToolResult
+
+        return cls(Reply.from_dict(data["reply"]),
+                   [ToolResult.from_dict(r) for r in data.get("results", [])])
+
+
+@dataclass
+class Turn:
+    """A prompt (with attachments) and everything the model answered to it."""
+
+    prompt: str
+    attachments: list[Attachment] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    cell_id: str | None = None
+    source: str = "python"
+    options: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    note: str = ""
+    _wire: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def reply(self) -> Reply:
+        """The last reply of the turn (the answer, after any tool calls)."""
+        return self.steps[-1].reply if self.steps else Reply()
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(s.reply.text for s in self.steps if s.reply.text)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for step in self.steps:
+            total = total + step.reply.usage
+        return total
+
+    @property
+    def interrupted(self) -> bool:
+        return any(s.reply.interrupted for s in self.steps)
+
+    def user_content(self) -> str | list[dict[str, Any]]:
+        if not self.attachments:
+            return self.prompt
+        blocks = [a.to_block() for a in self.attachments]
+        if self.prompt:
+            blocks.append({"type": "text", "text": self.prompt})
+        return blocks
+
+    def wire(self) -> list[dict[str, Any]]:
+        """The messages this turn contributes to later requests (cached once complete)."""
+        if self._wire is not None:
+            return self._wire
+        messages: list[dict[str, Any]] = [{"role": "user", "content": self.user_content()}]
+        for step in self.steps:
+            answered = bool(step.results)
+            blocks = _assistant_blocks(step.reply, include_tools=answered)
+            if not blocks:
+                break
+            messages.append({"role": "assistant", "content": _simplify(blocks)})
+            if answered:
+                messages.append({"role": "user", "content": [r.to_block() for r in step.results]})
+            else:
+                break
+        if len(messages) == 1:
+            return []  # nothing was answered: the prompt alone is not sent again
+        return messages
+
+    def _freeze(self) -> None:
+        self._wire = None
+        self._wire = self.wire()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt": self.prompt,
+            "attachments": [a.to_dict() for a in self.attachments],
+            "steps": [s.to_dict() for s in self.steps],
+            "cell_id": self.cell_id,
+            "source": self.source,
+            "options": self.options,
+            "created": self.created,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        from ._content import Attachment
+
+        turn = cls(
+            prompt=data.get("prompt", ""),
+            attachments=[Attachment.from_dict(a) for a in data.get("attachments", [])],
+            steps=[Step.from_dict(s) for s in data.get("steps", [])],
+            cell_id=data.get("cell_id"),
+            source=data.get("source", "python"),
+            options=dict(data.get("options") or {}),
+            created=float(data.get("created") or time.time()),
+            note=data.get("note", ""),
+        )
+        turn._freeze()
+        return turn
+
+
+def _assistant_blocks(reply: Reply, *, include_tools: bool) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.thinking and reply.thinking_signature:
+        blocks.append({"type": "thinking", "thinking": reply.thinking,
+                       "signature": reply.thinking_signature})
+    text = reply.text.rstrip()
+    if text:
+        blocks.append({"type": "text", "text": text})
+    if include_tools:
+        for call in reply.tool_calls:
+            try:
+                arguments = call.input
+            except ValueError:
+                arguments = {}
+            blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
+                           "input": arguments})
+    return blocks
+
+
+def _simplify(blocks: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if len(blocks) == 1 and blocks[0]["type"] == "text":
+        return blocks[0]["text"]
+    return blocks
+
+
+def _as_blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def wire_messages(turns: Iterable[Turn]) -> list[dict[str, Any]]:
+    """All turns as one alternating user/assistant list (same-role neighbours merged)."""
+    merged: list[dict[str, Any]] = []
+    for turn in turns:
+        for message in turn.wire():
+            if merged and merged[-1]["role"] == message["role"]:
+                merged[-1] = {"role": message["role"],
+                              "content": _as_blocks(merged[-1]["content"])
+                              + _as_blocks(message["content"])}
+            else:
+                merged.append(message)
+    return merged
+
+
+@dataclass
+class Options:
+    """A request's options after defaults and validation."""
+
+    model: str
+    max_tokens: int
+    system: str
+    stop: list[str]
+    stream: bool
+    thinking: str | int | None
+    tools: list[Tool]
+    tool_choice: str | None
+    max_steps: int
+    confirm: bool
+    replay: str
+
+    def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens,
+                                "messages": messages}
+        if self.system:
+            body["system"] = self.system
+        if self.stop:
+            body["stop_sequences"] = list(self.stop)
+        if self.tools:
+            from ._tools import tool_choice_wire
+
+            body["tools"] = [t.to_wire() for t in self.tools]
+            choice = tool_choice_wire(self.tool_choice, self.tools)
+            if choice is not None:
+                body["tool_choice"] = choice
+        if self.thinking == "adaptive":
+            body["thinking"] = {"type": "adaptive"}
+        elif self.thinking == "disabled":
+            body["thinking"] = {"type": "disabled"}
+        elif isinstance(self.thinking, int):
+            body["thinking"] = {"type": "enabled", "budget_tokens": self.thinking}
+        return body
+
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model, "max_tokens": self.max_tokens, "system": self.system,
+                "stop": self.stop, "thinking": self.thinking,
+                "tools": [t.name for t in self.tools], "tool_choice": self.tool_choice}
+
+
+class Session:
+    """One conversation shared by the magics, the chat panel and Python code."""
+
+    def __init__(self, name: str = "default", *, config: Settings | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.name = name
+        self.settings = config if config is not None else settings
+        self.history: list[Turn] = []
+        self.transport = transport
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._clients: dict[tuple[Any, ...], Client] = {}
+        self._active: CancelToken | None = None
+        self.busy = False
+
+    def __repr__(self) -> str:
+        return f"Session(name={self.name!r}, turns={len(self.history)})"
+
+    # -- observing --------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(event, turn)` on "start", "update", "end", "error" and "reset"."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: str, turn: Turn | None) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, turn)
+            except Exception:  # a broken view must never break a request
+                import logging
+
+                logging.getLogger("nb_claude").exception("session listener failed")
+
+    # -- state ------------------------------------------------------------
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The wire messages the next request would carry before its new prompt."""
+        return wire_messages(self.history)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for turn in self.history:
+            total = total + turn.usage
+        return total
+
+    def reset(self) -> None:
+        with self._lock:
+            self.history.clear()
+        self._emit("reset", None)
+
+    def stop(self) -> None:
+        """Stop the request in flight, if any (from any thread)."""
+        token = self._active
+        if token is not None:
+            token.cancel()
+
+    # -- requests ---------------------------------------------------------
+    def options(self, *, model: str | None = None, max_tokens: int | None = None,
+                system: str | None = None, stop: str | Sequence[str] | None = None,
+                stream: bool | None = None, thinking: bool | int | str | None = None,
+                tools: object = None, tool_choice: str | None = None,
+                max_steps: int | None = None, confirm: bool | None = None,
+                replay: str | None = None, namespace: Mapping[str, object] | None = None,
+                ) -> Options:
+        """Validate options against the service's limits, before anything is sent."""
+        cfg = self.settings
+        model = (model or cfg.model).strip()
+        if not _MODEL_RE.match(model):
+            raise ConfigError(f"unknown model {model!r}: use a Claude model id such as "
+                              "anthropic/claude-opus-4-8")
+        max_tokens = cfg.max_tokens if max_tokens is None else max_tokens
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or \
+                not 1 <= max_tokens <= MAX_OUTPUT_TOKENS:
+            raise ConfigError(f"--max-tokens must be between 1 and {MAX_OUTPUT_TOKENS:,}, "
+                              f"not {max_tokens}")
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        for item in stops:
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError("a stop sequence must be non-empty text")
+        if thinking is True:
+            thinking = "adaptive"
+        elif thinking is False or thinking is None:
+            thinking = None
+        elif isinstance(thinking, str) and thinking.strip().isdigit():
+            thinking = int(thinking)
+        if isinstance(thinking, int):
+            if thinking < MIN_THINKING_BUDGET or thinking >= max_tokens:
+                raise ConfigError(
+                    f"--thinking budget must be at least {MIN_THINKING_BUDGET} and below "
+                    f"--max-tokens ({max_tokens}), not {thinking}")
+        elif thinking not in (None, "adaptive", "disabled"):
+            raise ConfigError(f"--thinking takes a token budget (>= {MIN_THINKING_BUDGET}) or "
+                              f"nothing, not {thinking!r}")
+        tool_list: list[Tool] = []
+        if tools:
+            from ._tools import ToolError, resolve_tools, tool_choice_wire
+
+            try:
+                tool_list = resolve_tools(tools, namespace)  # type: ignore[arg-type]
+                tool_choice_wire(tool_choice, tool_list)
+            except ToolError as exc:
+                raise ConfigError(str(exc)) from None
+        elif tool_choice not in (None, "none", "auto"):
+            raise ConfigError("--tool-choice needs --tools")
+        steps = cfg.max_steps if max_steps is None else max_steps
+        if not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"--max-steps must be 1 or more, not {steps}")
+        from ._cache import ReplayError, resolve_mode
+
+        try:
+            mode = resolve_mode(replay or cfg.replay_mode)
+        except ReplayError as exc:
+            raise ConfigError(str(exc)) from None
+        return Options(model=model, max_tokens=max_tokens,
+                       system=cfg.system if system is None else system, stop=stops,
+                       stream=cfg.stream if stream is None else bool(stream),
+                       thinking=thinking, tools=tool_list, tool_choice=tool_choice,
+                       max_steps=steps, confirm=cfg.confirm_tools if confirm is None else confirm,
+                       replay=mode)
+
+    def attachments(self, attach: object) -> list[Attachment]:
+        """Turn objects, paths and (name, object) pairs into attachments, checking limits."""
+        if attach is None:
+            return []
+        items = attach if isinstance(attach, (list, tuple)) else [attach]
+        if not items:
+            return []
+        from ._content import Attachment, AttachmentError, attachment_from, check_request_limits
+
+        result: list[Attachment] = []
+        for position, item in enumerate(items, 1):
+            if isinstance(item, Attachment):
+                result.append(item)
+                continue
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                name, obj = item
+            else:
+                name, obj = _default_name(item, position), item
+            try:
+                result.append(attachment_from(obj, name=name,
+                                              max_image_edge=self.settings.max_image_edge,
+                                              dataframe_budget=self.settings.dataframe_budget))
+            except AttachmentError as exc:
+                raise ConfigError(str(exc)) from None
+        try:
+            check_request_limits([*self._history_attachments(), *result])
+        except AttachmentError as exc:
+            raise ConfigError(str(exc)) from None
+        return result
+
+    def _history_attachments(self) -> list[Attachment]:
+        return [a for turn in self.history for a in turn.attachments]
+
+    def _base(self, cell_id: str | None) -> tuple[int | None, list[Turn]]:
+        if cell_id is not None:
+            for index, turn in enumerate(self.history):
+                if turn.cell_id == cell_id:
+                    return index, self.history[:index]
+        return None, list(self.history)
+
+    def request_body(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
+                     **options: Any) -> dict[str, Any]:
+        """The exact JSON body `ask` would send first (for --dry-run); sends nothing."""
+        opts = self.options(**options)
+        turn = Turn(prompt, self.attachments(attach))
+        _, base = self._base(cell_id)
+        body = opts.body(wire_messages(base) + [{"role": "user", "content": turn.user_content()}])
+        body["stream"] = opts.stream
+        return body
+
+    def ask(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
+            new: bool = False, display: bool | None = None, source: str = "python",
+            cancel: CancelToken | None = None, label: str | None = None,
+            view: Any = None, **options: Any) -> Reply:
+        """Send `prompt` (with attachments) and return the reply.
+
+        Options: model, max_tokens, system, stop, stream, thinking, tools,
+        tool_choice, max_steps, confirm, replay, namespace. In a notebook the
+        reply is displayed as it streams unless display=False.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigError("the prompt is empty: write a question in the cell")
+        opts = self.options(**options)
+        attachments = self.attachments(attach)
+        if view is None and (display or (display is None and _in_notebook())):
+            from ._render import InlineView
+
+            view = InlineView(self.settings.updates_per_second)
+        from ._client import CancelToken
+
+        token = cancel or CancelToken()
+        turn = Turn(prompt.strip("\n"), attachments, cell_id=cell_id, source=source,
+                    options=opts.summary())
+        with self._lock:
+            if new:
+                self.history.clear()
+                self._emit("reset", None)
+            index, base = self._base(cell_id)
+            self._active = token
+            self.busy = True
+            if view is not None:
+                view.start(turn)
+            self._emit("start", turn)
+            try:
+                self._run(turn, base, opts, token, view, label)
+            except (KeyboardInterrupt, Cancelled):
+                turn.reply.interrupted = True
+                self._close_turn(turn, index, view, "interrupted")
+                return turn.reply
+            except NbClaudeError as exc:
+                if isinstance(exc, StreamError) and (turn.reply.text or turn.reply.thinking):
+                    turn.reply.error = str(exc)
+                    self._close_turn(turn, index, view, "error")
+                else:
+                    if view is not None:
+                        view.fail(turn, exc)
+                    self._emit("error", turn)
+                raise
+            finally:
+                self._active = None
+                self.busy = False
+            self._close_turn(turn, index, view, "end")
+        return turn.reply
+
+    def _close_turn(self, turn: Turn, index: int | None, view: Any, event: str) -> None:
+        """Record the turn (complete or marked partial) and show its final state."""
+        turn._freeze()
+        if turn.wire() or turn.reply.text or turn.reply.thinking:
+            if index is not None and index < len(self.history) and \
+                    self.history[index].cell_id == turn.cell_id:
+                self.history[index] = turn
+            else:
+                self.history.append(turn)
+        if view is not None:
+            view.finish(turn)
+        self._emit("end" if event != "error" else "error", turn)
+
+    def _run(self, turn: Turn, base: list[Turn], opts: Options, token: CancelToken, view: Any,
+             label: str | None) -> None:
+        base_messages = wire_messages(base)
+        tool_map = {t.name: t for t in opts.tools}
+        for step_number in range(opts.max_steps):
+            body = opts.body(base_messages + wire_messages([_pending(turn)]))
+            step = Step(Reply(model=opts.model))
+            turn.steps.append(step)
+            self._request(body, opts, step, turn, token, view, label)
+            reply = step.reply
+            if not reply.tool_calls or reply.partial:
+                return
+            step.results = self._call_tools(reply, tool_map, opts, view, turn)
+            if view is not None:
+                view.update(turn, force=True)
+            self._emit("update", turn)
+            if step_number == opts.max_steps - 1:
+                turn.note = (f"stopped after {opts.max_steps} tool steps (--max-steps); "
+                             "the last tool results were not sent back")
+                step.results = []
+
+    def _call_tools(self, reply: Reply, tool_map: dict[str, Tool], opts: Options, view: Any,
+                    turn: Turn) -> list[ToolResult]:
+        from ._tools import ToolResult, run_tool_call
+
+        results = []
+        for call in reply.tool_calls:
+            if opts.confirm and not _confirm(call.name, call.arguments):
+                results.append(ToolResult(call.id, call.name, "the user declined this call",
+                                          is_error=True, summary="declined",
+                                          arguments=call.arguments))
+                continue
+            results.append(run_tool_call(call, tool_map))
+        return results
+
+    def _request(self, body: dict[str, Any], opts: Options, step: Step, turn: Turn,
+                 token: CancelToken, view: Any, label: str | None) -> None:
+        from ._cache import ReplayFile, request_key
+
+        key = request_key(body)
+        replay_file = ReplayFile(self.settings.replay_path) if opts.replay != "off" else None
+        if replay_file is not None and opts.replay in ("auto", "replay"):
+            entry = _get_entry(replay_file, key)
+            if entry is not None:
+                step.reply = Reply.from_dict(entry["reply"])
+                step.reply.replayed = True
+                step.reply.request_sha256 = key
+                if view is not None:
+                    view.update(turn, force=True)
+                self._emit("update", turn)
+                return
+            if opts.replay == "replay":
+                where = f" for {label}" if label else ""
+                raise ReplayMissError(
+                    f"no recorded reply{where} in {replay_file.path.name} (strict replay mode): "
+                    "the prompt, an attachment or an option changed; run it with a key and "
+                    "--replay auto to record it")
+        reply = step.reply
+        reply.request_sha256 = key
+        client = self._client()
+        started = time.monotonic()
+
+        def on_response(response: Any) -> None:
+            reply.inference_id = response.headers.get("x-inference-id", "")
+
+        try:
+            if opts.stream:
+                for event in client.stream(body, cancel=token, on_response=on_response):
+                    accumulate(event, reply)
+                    if view is not None:
+                        view.update(turn)
+                    self._emit("update", turn)
+            else:
+                data = client.create(body, cancel=token, on_response=on_response)
+                fresh = reply_from_response(data)
+                fresh.request_sha256, fresh.inference_id = key, reply.inference_id
+                step.reply = reply = fresh
+        finally:
+            reply.elapsed = time.monotonic() - started
+            if reply.model == "":
+                reply.model = opts.model
+            _estimate_cost(reply, self.settings)
+        if not reply.done and not reply.error:
+            reply.warnings.append("the stream ended without saying why it stopped")
+        if replay_file is not None and opts.replay in ("auto", "record") and reply.done \
+                and not reply.partial:
+            replay_file.put(key, reply=reply.to_dict(), request=body)
+
+    def _client(self) -> Client:
+        from ._client import Client
+
+        cfg = self.settings
+        key = get_api_key()
+        identity = (cfg.base_url, key, cfg.timeout, cfg.connect_timeout, cfg.max_retries,
+                    id(self.transport))
+        client = self._clients.get(identity)
+        if client is None:
+            for old in self._clients.values():
+                old.close()
+            self._clients = {identity: Client(api_key=key, base_url=cfg.base_url,
+                                              timeout=cfg.timeout,
+                                              connect_timeout=cfg.connect_timeout,
+                                              max_retries=cfg.max_retries,
+                                              transport=self.transport)}
+            client = self._clients[identity]
+        return client
+
+    # -- export -----------------------------------------------------------
+    def to_markdown(self) -> str:
+        from ._render import session_markdown
+
+        return session_markdown(self)
+
+
+def _pending(turn: Turn) -> Turn:
+    """The turn so far as it must be sent: answered tool calls only."""
+    view = Turn(turn.prompt, turn.attachments, [s for s in turn.steps if s.results])
+    messages = view.wire() if view.steps else []
+    if not messages:
+        view._wire = [{"role": "user", "content": turn.user_content()}]
+    return view
+
+
+def _get_entry(replay_file: Any, key: str) -> dict[str, Any] | None:
+    entry = replay_file.get(key)
+    if entry is None or not isinstance(entry.get("reply"), dict):
+        return None
+    return entry
+
+
+def _estimate_cost(reply: Reply, cfg: Settings) -> None:
+    if reply.usage.cost_usd is not None:
+        return
+    price = cfg.price_for(reply.model)
+    if price is None:
+        return
+    reply.usage.cost_usd = (reply.usage.input_tokens * price[0]
+                            + reply.usage.output_tokens * price[1]) / 1e6
+    reply.usage.estimated = True
+
+
+def _default_name(obj: object, position: int) -> str:
+    from pathlib import PurePath
+
+    if isinstance(obj, (str, PurePath)):
+        return PurePath(obj).name or str(obj)
+    return f"attachment {position}"
+
+
+def _confirm(name: str, arguments: str) -> bool:
+    answer = input(f"Run tool {name}({arguments[:200]})? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+_sessions: dict[str, Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def get_session(name: str = "default") -> Session:
+    """The named session shared by magics, panels and Python code in this kernel."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("a session name must be non-empty text")
+    with _sessions_lock:
+        session = _sessions.get(name)
+        if session is None:
+            session = _sessions[name] = Session(name)
+        return session
+
+
+def sessions() -> dict[str, Session]:
+    return dict(_sessions)
