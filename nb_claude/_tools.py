@@ -14,7 +14,6 @@ object of named arguments; a parameter whose type cannot be sent as JSON
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as _dt
 import enum
@@ -25,8 +24,6 @@ import math
 import pathlib
 import re
 import sys
-import sysconfig
-import threading
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -161,6 +158,9 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
     _dt.time: {"type": "string", "format": "time"},
     pathlib.Path: {"type": "string"},
 }
+# TypedDict's Required[X] / NotRequired[X] (kept by include_extras) describe X.
+_KEY_MARKERS = {m for m in (getattr(typing, "Required", None),
+                            getattr(typing, "NotRequired", None)) if m is not None}
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
                type(None): "null"}
 
@@ -185,6 +185,8 @@ def _schema(hint: Any, seen: tuple[Any, ...] = ()) -> dict[str, Any]:
     if hint is None:
         hint = type(None)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in _KEY_MARKERS:
+        return _schema(args[0], seen)
     if origin is typing.Annotated:
         schema = dict(_schema(args[0], seen))
         for meta in args[1:]:
@@ -238,7 +240,7 @@ def _schema(hint: Any, seen: tuple[Any, ...] = ()) -> dict[str, Any]:
             return {"type": "object"}
         if typing.is_typeddict(hint):
             fields = typing.get_type_hints(hint, include_extras=True)
-            required = [k for k in fields if k in hint.__required_keys__]
+            required = [k for k in fields if _required_key(hint, k, fields[k])]
             return _object_schema({k: _schema(v, (*seen, hint)) for k, v in fields.items()},
                                   required, hint.__doc__)
         if dataclasses.is_dataclass(hint):
@@ -258,6 +260,15 @@ def _schema(hint: Any, seen: tuple[Any, ...] = ()) -> dict[str, Any]:
         if callable(getattr(hint, "model_json_schema", None)):  # pydantic models
             return hint.model_json_schema()
     raise _Unsupported(_hint_name(hint))
+
+
+def _required_key(typed_dict: Any, key: str, hint: Any) -> bool:
+    # __required_keys__ misses Required/NotRequired written as strings
+    # (`from __future__ import annotations`) before Python 3.12.
+    marker = typing.get_origin(hint)
+    if marker in _KEY_MARKERS:
+        return marker is getattr(typing, "Required", None)
+    return key in typed_dict.__required_keys__
 
 
 def _object_schema(props: dict[str, Any], required: list[str], doc: str | None
@@ -331,7 +342,7 @@ def _convert(value: Any, hint: Any, path: str, coerce: bool = True) -> Any:
             return None
         raise _fail(path, hint, value)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Annotated:
+    if origin is typing.Annotated or origin in _KEY_MARKERS:
         return _convert(value, args[0], path, coerce)
     if _is_union(origin):
         problems: dict[Any, _Invalid] = {}
@@ -532,7 +543,7 @@ class Tool:
         if not _NAME_RE.match(self.name):
             raise ToolError(f"tool name {self.name!r} is not valid: use letters, digits, _ or - "
                             "(at most 64), e.g. @nb_claude.tool(name='my_tool')")
-        prose, param_docs = parse_docstring(inspect.getdoc(fn) if _has_own_doc(fn) else None)
+        prose, param_docs = parse_docstring(_doc_of(fn))
         self.description = prose if description is None else description
         self._params, self.input_schema = self._build(fn, param_docs)
 
@@ -615,9 +626,11 @@ class Tool:
         return args, kwargs
 
 
-def _has_own_doc(fn: Any) -> bool:
-    """Only a function's own docstring describes it; a class instance's may be generic."""
-    return bool(getattr(fn, "__doc__", None)) and not isinstance(fn, functools.partial)
+def _doc_of(fn: Any) -> str | None:
+    """The docstring that describes `fn`; a partial's own docstring is generic."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.getdoc(fn)
 
 
 def _show_obj(obj: Any) -> str:
@@ -674,6 +687,8 @@ def resolve_tools(spec: str | Sequence[object] | None,
         return []
     if isinstance(spec, str):
         if spec.strip().lower() == "all":
+            if not _REGISTRY:
+                raise ToolError("no tools are registered: decorate functions with @nb_claude.tool")
             return list(_REGISTRY.values())
         items: Sequence[object] = [s for s in re.split(r"[,\s]+", spec) if s]
     elif isinstance(spec, (Tool,)) or callable(spec):
@@ -805,6 +820,9 @@ def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> 
     """Call `fn`; a coroutine function runs to completion on its own event loop."""
     if not inspect.iscoroutinefunction(_underlying(fn)):
         return fn(*args, **kwargs)
+    import asyncio
+    import threading
+
     # A notebook kernel already runs an event loop in this thread, so use another one.
     box: dict[str, Any] = {}
 
@@ -822,10 +840,14 @@ def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> 
     return box.get("value")
 
 
-_LIBRARY_DIRS = tuple({str(pathlib.Path(p)) for key in ("stdlib", "platstdlib", "purelib",
-                                                          "platlib")
-                       if (p := sysconfig.get_paths().get(key))})
-_OWN_DIR = str(pathlib.Path(__file__).parent)
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Where nb_claude, the standard library and installed packages live: not user code."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    return (str(pathlib.Path(__file__).parent), *sorted(found))
 
 
 def _describe_exception(exc: BaseException) -> str:
@@ -835,7 +857,7 @@ def _describe_exception(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith((_OWN_DIR, *_LIBRARY_DIRS)):
+        if not filename.startswith(_library_dirs()):
             where = tb
         tb = tb.tb_next
     if where is not None:

@@ -6,10 +6,22 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import io
 import json
 import pathlib
-from typing import Annotated, Any, Dict, List, Literal, Optional, TypedDict, Union  # noqa: UP035
+from typing import (  # noqa: UP035
+    Annotated,
+    Any,
+    Dict,
+    List,
+    Literal,
+    NotRequired,
+    Optional,
+    Required,
+    TypedDict,
+    Union,
+)
 
 import pytest
 from hypothesis import given, settings
@@ -68,6 +80,12 @@ class Point:
     y: float = 0.0
 
 
+class Crew(TypedDict, total=False):
+    director: Required[str]
+    writers: list[str]
+    budget: NotRequired[float]
+
+
 class Movie(TypedDict):
     """A film.
 
@@ -121,6 +139,11 @@ class Movie(TypedDict):
              "properties": {"title": {"type": "string", "description": "Its title."},
                             "year": {"type": "integer"}},
              "required": ["title", "year"], "additionalProperties": False}),
+    (Crew, {"type": "object",
+            "properties": {"director": {"type": "string"},
+                           "writers": {"type": "array", "items": {"type": "string"}},
+                           "budget": {"type": "number"}},
+            "required": ["director"], "additionalProperties": False}),
 ])
 def test_schema_for_each_hint_kind(hint: Any, expected: dict[str, Any]) -> None:
     assert schema_of(hint) == expected
@@ -287,6 +310,33 @@ def test_annotated_description_beats_docstring() -> None:
     assert Tool(f).input_schema["properties"]["x"]["description"] == "From the hint."
 
 
+def test_partial_keeps_the_function_docstring_and_hides_bound_parameters() -> None:
+    def power(base: float, exp: int) -> float:
+        """Raise base to a power.
+
+        Args:
+            base: The number.
+            exp: The exponent.
+        """
+        return base**exp
+
+    square = Tool(functools.partial(power, exp=2), name="square")
+    assert square.description == "Raise base to a power."
+    assert square.input_schema["required"] == ["base"]
+    assert run_tool_call(ToolCall("t", "square", '{"base": 3}'), {"square": square}).content == "9.0"
+
+
+def test_typeddict_argument_is_validated() -> None:
+    def hire(crew: Crew) -> dict:
+        return dict(crew)
+
+    ok = run_tool_call(ToolCall("t", "hire", '{"crew": {"director": "Varda", "budget": "2"}}'),
+                       table(hire))
+    assert json.loads(ok.content) == {"director": "Varda", "budget": 2.0}
+    bad = run_tool_call(ToolCall("t", "hire", '{"crew": {"writers": []}}'), table(hire))
+    assert bad.is_error and "crew: missing key 'director'" in bad.content
+
+
 def test_no_docstring_and_explicit_description() -> None:
     def f(x: int) -> None: ...
 
@@ -374,6 +424,13 @@ def test_resolve_tools() -> None:
 
     namespace = {"c": c, "a": "shadowed by the registry", "n": 5}
     assert resolve_tools(None) == []
+    for name in ("a", "b"):
+        unregister(name)
+    with pytest.raises(ToolError, match="no tools are registered"):
+        resolve_tools("all")
+    tool(a)
+    tool(b)
+    a, b = registered_tools()["a"], registered_tools()["b"]
     assert resolve_tools("all") == [a, b]
     assert resolve_tools("a, b") == [a, b]
     assert resolve_tools("b a") == [b, a]
