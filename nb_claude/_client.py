@@ -154,12 +154,14 @@ def error_from_response(status: int, content: bytes, *, attempts: int = 1) -> AP
                           error_type=kind, attempts=attempts)
 
 
-def _should_retry(status: int, headers: httpx.Headers) -> bool:
+def _should_retry(status: int, headers: httpx.Headers, upstream: int | None = None) -> bool:
     flag = headers.get("x-should-retry")
     if flag == "true":
         return True
     if flag == "false":
         return False
+    if upstream is not None and 400 <= upstream < 500 and upstream not in RETRY_STATUSES:
+        return False  # an HTTP 500 wrapping a client error will fail the same way again
     return status in RETRY_STATUSES or status >= 500
 
 
@@ -256,14 +258,14 @@ class Client:
                     response.read()
                 finally:
                     response.close()
-                if not _should_retry(response.status_code, response.headers) or \
-                        attempt >= self.max_retries:
-                    raise error_from_response(response.status_code, response.content,
+                failure = error_from_response(response.status_code, response.content,
                                               attempts=attempt + 1)
+                if not _should_retry(response.status_code, response.headers,
+                                     failure.upstream_status) or attempt >= self.max_retries:
+                    raise failure
                 retry_headers = response.headers
-                failure = error_from_response(response.status_code, response.content)
             if attempt >= self.max_retries:
-                if attempt:
+                if attempt and not isinstance(failure, APIStatusError):
                     failure.args = (f"{failure.args[0]}; gave up after {attempt + 1} attempts",)
                 raise failure
             delay = retry_delay(attempt, retry_headers)

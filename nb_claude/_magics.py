@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Dict, Float, Int, Unicode, observe
 
 from . import _config
@@ -49,7 +50,8 @@ def _request_options(func: Any) -> Any:
 
 def _parse(magic: Any, line: str) -> argparse.Namespace:
     try:
-        return parse_argstring(magic, line)
+        # IPython's own splitter keeps quotes (-s "Be terse." would send the quotes).
+        return magic.parser.parse_args(shlex.split(line))
     except UsageError:
         raise
     except ValueError as exc:  # shlex: unbalanced quotes
@@ -295,24 +297,24 @@ class ClaudeMagics(Magics):
     @magic_arguments()
     @argument("--session", default="default", metavar="NAME")
     @line_magic
-    def claude_history(self, line: str) -> Any:
+    def claude_history(self, line: str) -> None:
         """Show the session's turns as Markdown."""
-        from IPython.display import Markdown
+        from IPython.display import Markdown, display
 
         args = _parse(self.claude_history, line)
-        return Markdown(self._session(args.session).to_markdown())
+        display(Markdown(self._session(args.session).to_markdown()))
 
     @magic_arguments()
     @argument("--session", default="default", metavar="NAME")
     @line_magic
-    def claude_usage(self, line: str) -> Any:
+    def claude_usage(self, line: str) -> None:
         """Tokens, replies and cost of a session."""
-        from IPython.display import Markdown
+        from IPython.display import Markdown, display
 
         from ._render import usage_markdown
 
         args = _parse(self.claude_usage, line)
-        return Markdown(usage_markdown(self._session(args.session)))
+        display(Markdown(usage_markdown(self._session(args.session))))
 
     @line_magic
     def claude_login(self, line: str) -> None:

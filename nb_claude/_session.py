@@ -397,7 +397,7 @@ class Session:
                      **options: Any) -> dict[str, Any]:
         """The exact JSON body `ask` would send first (for --dry-run); sends nothing."""
         opts = self.options(**options)
-        turn = Turn(prompt, self.attachments(attach))
+        turn = Turn(_clean(prompt), self.attachments(attach))
         _, base = self._base(cell_id)
         body = opts.body(wire_messages(base) + [{"role": "user", "content": turn.user_content()}])
         body["stream"] = opts.stream
@@ -424,7 +424,7 @@ class Session:
         from ._client import CancelToken
 
         token = cancel or CancelToken()
-        turn = Turn(prompt.strip("\n"), attachments, cell_id=cell_id, source=source,
+        turn = Turn(_clean(prompt), attachments, cell_id=cell_id, source=source,
                     options=opts.summary())
         with self._lock:
             if new:
@@ -582,6 +582,10 @@ class Session:
         from ._render import session_markdown
 
         return session_markdown(self)
+
+
+def _clean(prompt: str) -> str:
+    return prompt.strip("\n").rstrip()
 
 
 def _pending(turn: Turn) -> Turn:
