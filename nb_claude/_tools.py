@@ -165,6 +165,14 @@ _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
                type(None): "null"}
 
 
+_ARRAY_ABCS = {"Sequence", "MutableSequence", "Collection", "Iterable", "Set", "MutableSet"}
+
+
+def _origin_name(origin: Any) -> str:
+    """The name of a collections.abc origin such as Sequence, or ""."""
+    return getattr(origin, "__name__", "") if origin is not None else ""
+
+
 def _is_union(origin: Any) -> bool:
     return origin is typing.Union or origin is types.UnionType
 
@@ -207,8 +215,7 @@ def _schema(hint: Any, seen: tuple[Any, ...] = ()) -> dict[str, Any]:
                 and isinstance(others[0]["type"], str):
             return {"type": [others[0]["type"], "null"]}
         return {"anyOf": options}
-    if origin in (list, set, frozenset, Sequence, typing.Sequence) or (
-            origin is not None and origin.__name__ in ("Sequence", "MutableSequence", "Set")):
+    if origin in (list, set, frozenset) or _origin_name(origin) in _ARRAY_ABCS:
         schema = dict(_SIMPLE.get(origin, {"type": "array"}))
         if args:
             schema["items"] = _schema(args[0], seen)
@@ -221,8 +228,7 @@ def _schema(hint: Any, seen: tuple[Any, ...] = ()) -> dict[str, Any]:
         items = [_schema(a, seen) for a in args]
         return {"type": "array", "prefixItems": items, "minItems": len(items),
                 "maxItems": len(items)}
-    if origin in (dict, Mapping, typing.Mapping) or (
-            origin is not None and origin.__name__ in ("Mapping", "MutableMapping")):
+    if origin is dict or _origin_name(origin) in ("Mapping", "MutableMapping"):
         if args and args[0] not in (str, Any):
             raise _Unsupported(f"dict keys of type {_hint_name(args[0])}")
         schema = {"type": "object"}

@@ -10,6 +10,7 @@ import functools
 import io
 import json
 import pathlib
+import typing
 from typing import (  # noqa: UP035
     Annotated,
     Any,
@@ -110,6 +111,9 @@ class Movie(TypedDict):
     (list[int], {"type": "array", "items": {"type": "integer"}}),
     (List[str], {"type": "array", "items": {"type": "string"}}),  # noqa: UP006
     (set[str], {"type": "array", "uniqueItems": True, "items": {"type": "string"}}),
+    (typing.Sequence[float], {"type": "array", "items": {"type": "number"}}),  # noqa: UP006
+    (typing.Mapping[str, int], {"type": "object",  # noqa: UP006
+                                "additionalProperties": {"type": "integer"}}),
     (tuple[int, ...], {"type": "array", "items": {"type": "integer"}}),
     (tuple[int, str], {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}],
                        "minItems": 2, "maxItems": 2}),
