@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab import CHROMIUM, CHROMIUM_ARGS, JupyterServer, browser_problem, screenshot, start_server
+
+from .lab import CHROMIUM, CHROMIUM_ARGS, JupyterServer, browser_problem, screenshot, start_server
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

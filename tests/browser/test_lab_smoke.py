@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lab import JupyterServer, cell_output_text, open_notebook, run_cell, screenshot
+
+from .lab import JupyterServer, cell_output_text, open_notebook, run_cell, screenshot
 
 WIDGET_CELL = """\
 import ipywidgets as w
