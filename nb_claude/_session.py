@@ -7,11 +7,14 @@ partial; a failed request leaves the history as it was.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config import MAX_OUTPUT_TOKENS, MIN_THINKING_BUDGET, Settings, get_api_key, settings
@@ -230,6 +233,17 @@ class Options:
         return {"model": self.model, "max_tokens": self.max_tokens, "system": self.system,
                 "stop": self.stop, "thinking": self.thinking,
                 "tools": [t.name for t in self.tools], "tool_choice": self.tool_choice}
+
+
+class _class_or_instance:
+    """A method that receives the class and, when called on an instance, that instance."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        return functools.partial(self.func, cls, obj)
 
 
 class Session:
@@ -507,10 +521,10 @@ class Session:
 
     def _request(self, body: dict[str, Any], opts: Options, step: Step, turn: Turn,
                  token: CancelToken, view: Any, label: str | None) -> None:
-        from ._cache import ReplayFile, request_key
+        from ._cache import request_key
 
         key = request_key(body)
-        replay_file = ReplayFile(self.settings.replay_path) if opts.replay != "off" else None
+        replay_file = _replay_file(self.settings.replay_path) if opts.replay != "off" else None
         if replay_file is not None and opts.replay in ("auto", "replay"):
             entry = _get_entry(replay_file, key)
             if entry is not None:
@@ -579,9 +593,36 @@ class Session:
 
     # -- export -----------------------------------------------------------
     def to_markdown(self) -> str:
+        """The conversation as Markdown."""
         from ._render import session_markdown
 
         return session_markdown(self)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the whole conversation, attachments included, as JSON."""
+        from ._export import save_session
+
+        with self._lock:
+            return save_session(self, path)
+
+    @_class_or_instance
+    def load(cls, self: Session | None, path: str | os.PathLike[str]) -> Session:
+        """`Session.load(path)` makes a new session; `session.load(path)` replaces its history."""
+        from ._export import load_turns
+
+        name, turns = load_turns(path)
+        session = self if self is not None else cls(name)
+        with session._lock:
+            session.history[:] = turns
+        session._emit("reset", None)
+        return session
+
+    def to_notebook(self, path: str | os.PathLike[str]) -> Path:
+        """Write an .ipynb with a Markdown cell per turn (images as cell attachments)."""
+        from ._export import write_notebook
+
+        with self._lock:
+            return write_notebook(self, path)
 
 
 def _clean(prompt: str) -> str:
@@ -595,6 +636,20 @@ def _pending(turn: Turn) -> Turn:
     if not messages:
         view._wire = [{"role": "user", "content": turn.user_content()}]
     return view
+
+
+_replay_files: dict[str, Any] = {}
+
+
+def _replay_file(path: str) -> Any:
+    """One ReplayFile per absolute path, so its parsed entries are reused between requests."""
+    from ._cache import ReplayFile
+
+    resolved = os.path.abspath(path)
+    replay_file = _replay_files.get(resolved)
+    if replay_file is None:
+        replay_file = _replay_files[resolved] = ReplayFile(resolved)
+    return replay_file
 
 
 def _get_entry(replay_file: Any, key: str) -> dict[str, Any] | None:
