@@ -100,6 +100,13 @@ class RecordedRequest:
     body: Any = None
     raw: bytes = field(default=b"", repr=False)
 
+    def __repr__(self) -> str:
+        # The key stays readable in `headers` for tests, but never in a repr or a log.
+        headers = {k: ("<redacted>" if k in ("authorization", "x-api-key") else v)
+                   for k, v in self.headers.items()}
+        return (f"RecordedRequest(method={self.method!r}, path={self.path!r}, "
+                f"headers={headers!r}, body={_short(self.body)})")
+
 
 @dataclass
 class _Script:
@@ -656,22 +663,23 @@ def _fragments(text: str, rng: random.Random, quirks: bool) -> list[str]:
 def _cuts(data: bytes, ends: list[int], rng: random.Random) -> list[int]:
     """Offsets where one run of SSE bytes is split into separate writes.
 
-    Some cuts land inside a UTF-8 character or between \\r and \\n on purpose;
-    some event boundaries are not cut, so one read can hold several events.
+    Every run with such places is cut inside some UTF-8 characters and between
+    some \\r\\n pairs; some event boundaries are not cut, so that one read can
+    hold several events.
     """
     cuts: set[int] = set()
     start = 0
     for end in ends:
-        tricky = [k for k in range(start + 1, end)
-                  if 0x80 <= data[k] < 0xC0 or (data[k - 1] == 13 and data[k] == 10)]
         for _ in range(rng.choice((0, 1, 1, 2))):
-            if tricky and rng.random() < 0.5:
-                cuts.add(rng.choice(tricky))
-            elif end - start > 1:
+            if end - start > 1:
                 cuts.add(rng.randrange(start + 1, end))
         if rng.random() < 0.75:
             cuts.add(end)
         start = end
+    for pattern in (rb"[\x80-\xbf]", rb"(?<=\r)\n"):
+        tricky = [m.start() for m in re.finditer(pattern, data)]
+        if tricky:
+            cuts.update(rng.sample(tricky, k=max(1, len(tricky) // 8)))
     return sorted(c for c in cuts if 0 < c < len(data))
 
 
@@ -685,6 +693,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _HTTPServer
     rng: random.Random
+    _started: bool = False  # whether a status line went out for the current request
 
     def setup(self) -> None:
         super().setup()
@@ -746,12 +755,19 @@ class _Handler(BaseHTTPRequestHandler):
         owner._record(RecordedRequest(self.command, self.path,
                                       {k.lower(): v for k, v in self.headers.items()}, body, raw))
         self.rng = owner._next_rng()
+        self._started = False
         try:
             self._answer(owner, body, size, bad_json)
         except _Stop:
             self._abort()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # a stand-in bug must reach the client as an error, not a hang
+            if self._started:
+                self._abort()
+                raise
+            self._error(500, f"stand-in server error: {type(exc).__name__}: {exc}", "api_error")
+            raise
 
     def _answer(self, owner: StandInServer, body: Any, size: int, bad_json: Any) -> None:
         path = self.path.split("?")[0].rstrip("/")
@@ -788,6 +804,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._complete(body, script)
 
     # -- plain responses ---------------------------------------------------
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._started = True
+        super().send_response(code, message)
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None,
               raw: bytes | None = None) -> None:
@@ -906,6 +926,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "usd_spent" in plan["meta"]["usage"]:
             headers["x-aimlapi-usd-spent"] = str(plan["meta"]["usage"]["usd_spent"])
         data = json.dumps(payload, ensure_ascii=False).encode()
+        self._wait(script.delay * len(script.chunks or _pieces(script.text)))
         if script.inject == "stall":
             self._wait(script.seconds)
         if script.inject == "malformed":
@@ -929,12 +950,12 @@ class _Handler(BaseHTTPRequestHandler):
         base = {"id": "", "choices": [], "created": plan["created"], "model": plan["model"],
                 "object": "chat.completion.chunk", "usage": None}
 
-        def emit(event: dict[str, Any] | bytes) -> None:
+        def emit(event: dict[str, Any] | bytes, name: bytes = b"") -> None:
             if keepalive and rng.random() < 0.12:
                 steps.append(("data", b": keepalive" + eol + eol))
             data = event if isinstance(event, bytes) else b"data: " + json.dumps(
                 event, ensure_ascii=False, separators=(",", ":")).encode()
-            steps.append(("data", data + eol + eol))
+            steps.append(("data", (b"event: " + name + eol if name else b"") + data + eol + eol))
 
         def delta(**fields: Any) -> dict[str, Any]:
             return {**base, "choices": [{"index": 0, "delta": {
@@ -960,9 +981,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif kind == "error":
                 error = {"message": script.message, "type": "overloaded_error"}
                 if script.style == "event":
-                    steps.append(("data", b"event: error" + eol))
                     emit({"type": "error", "error": {"type": "overloaded_error",
-                                                     "message": script.message}})
+                                                     "message": script.message}}, b"error")
                 elif script.style == "finish":
                     emit({**delta(content=""), "choices": [{"index": 0, "delta": {
                         "content": "", "role": "assistant", "refusal": None},

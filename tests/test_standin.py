@@ -694,6 +694,7 @@ def test_requests_are_recorded_and_reset(srv: StandInServer, client: httpx.Clien
     assert first.headers["authorization"] == "Bearer test-key"
     assert first.headers["content-type"] == "application/json"
     assert first.body == body() and json.loads(first.raw) == body()
+    assert "test-key" not in repr(first) and "test-key" not in repr(srv.requests)
     assert srv.requests[1].body["max_tokens"] == 0
     assert srv.requests[2].body["metadata"] == {"user_id": "u1"}
     srv.reply("x").reset()
