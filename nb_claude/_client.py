@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,11 +73,12 @@ class CancelToken:
         self._event.set()
         with self._lock:
             response = self._response
-        if response is not None:
-            try:
-                response.close()
-            except Exception:  # closing from another thread is best effort
-                log.debug("closing a cancelled response failed", exc_info=True)
+        if response is None or _shutdown_socket(response):
+            return  # the reading thread wakes up with EOF and closes the response itself
+        try:
+            response.close()
+        except Exception:  # closing from another thread is best effort
+            log.debug("closing a cancelled response failed", exc_info=True)
 
     def wait(self, seconds: float) -> bool:
         return self._event.wait(seconds)
@@ -84,6 +86,25 @@ class CancelToken:
     def _attach(self, response: httpx.Response | None) -> None:
         with self._lock:
             self._response = response
+
+
+def _shutdown_socket(response: httpx.Response) -> bool:
+    """Wake a read blocked in another thread; True if the response had a socket.
+
+    Closing an httpx response from another thread does not interrupt a blocked
+    recv(): a stalled stream would hold the read until the server sent more.
+    shutdown() does. The base-class method leaves an SSL socket's state alone.
+    """
+    stream = response.extensions.get("network_stream")
+    get_info = getattr(stream, "get_extra_info", None)
+    sock = get_info("socket") if callable(get_info) else None
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:  # already closed: nothing is blocked on it
+        log.debug("shutting down a cancelled response's socket failed", exc_info=True)
+    return True
 
 
 def _describe(status: int) -> str:
