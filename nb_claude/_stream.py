@@ -189,6 +189,25 @@ class Reply:
         )
 
 
+def _append(holder: Reply | ToolCall, name: str, piece: str) -> None:
+    """`holder.name += piece` in amortised constant time.
+
+    With the holder's reference dropped first, CPython grows the string in
+    place instead of copying the whole text for every chunk. Nothing in the
+    three middle statements can switch threads, so no reader sees it empty.
+    """
+    attrs = holder.__dict__
+    text = attrs[name]
+    attrs[name] = ""
+    text += piece
+    attrs[name] = text
+
+
+# Keys that can carry thinking text or its signature; plain deltas have none.
+_THINKING_KEYS = frozenset({"reasoning_content", "reasoning", "reasoning_details",
+                            "thinking_signature", "signature"})
+
+
 def _reasoning_text(holder: dict[str, Any]) -> str:
     """Thinking text under any of the names the service's routes use."""
     for key in ("reasoning_content", "reasoning"):
@@ -262,7 +281,7 @@ def _apply_tool_delta(fragment: dict[str, Any], position: int, reply: Reply) -> 
             call.name = function["name"]
         arguments = function.get("arguments")
         if isinstance(arguments, str):
-            call.arguments += arguments
+            _append(call, "arguments", arguments)
         elif isinstance(arguments, dict):
             call.arguments += json.dumps(arguments)
 
@@ -281,9 +300,9 @@ def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
     if "error" in event and event["error"]:
         reply.error = _error_message(event["error"])
         raise StreamError(reply.error)
-    if event.get("id") and not reply.id:
+    if not reply.id and event.get("id"):
         reply.id = event["id"]
-    if event.get("model") and not reply.model:
+    if not reply.model and event.get("model"):
         reply.model = event["model"]
     choices = event.get("choices")
     if isinstance(choices, list):
@@ -293,14 +312,15 @@ def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
             delta = choice.get("delta") or choice.get("message")
             if isinstance(delta, dict):
                 content = delta.get("content")
-                if isinstance(content, str):
-                    reply.text += content
-                thinking = _reasoning_text(delta)
-                if thinking:
-                    reply.thinking += thinking
-                signature = _signature(delta)
-                if signature:
-                    reply.thinking_signature = signature
+                if isinstance(content, str) and content:
+                    _append(reply, "text", content)
+                if not _THINKING_KEYS.isdisjoint(delta):
+                    thinking = _reasoning_text(delta)
+                    if thinking:
+                        _append(reply, "thinking", thinking)
+                    signature = _signature(delta)
+                    if signature:
+                        reply.thinking_signature = signature
                 tool_calls = delta.get("tool_calls")
                 if isinstance(tool_calls, list):
                     for position, fragment in enumerate(tool_calls):
@@ -313,7 +333,8 @@ def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
                 if reply.finish_reason == "error":
                     reply.error = reply.error or "the service ended the reply with an error"
                     raise StreamError(reply.error)
-    _apply_usage(event, reply)
+    if event.get("usage") or "meta" in event:
+        _apply_usage(event, reply)
     return reply
 
 
