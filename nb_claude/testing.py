@@ -297,7 +297,10 @@ def _check_native(messages: list[dict[str, Any]], images: list[tuple[str, str, s
         if _empty(content) and not (last and role == "assistant"):
             raise _Rejected(400, f"messages.{i}: all messages must have non-empty content except "
                                  f"for the optional final assistant message")
-        if last and role == "assistant" and isinstance(content, str) and content != content.rstrip():
+        final_text = content if isinstance(content, str) else next(
+            (b.get("text") for b in reversed(content) if isinstance(b, dict)), None)
+        if last and role == "assistant" and isinstance(final_text, str) \
+                and final_text != final_text.rstrip():
             raise _Rejected(400, "messages: final assistant content cannot end with trailing "
                                  "whitespace")
         blocks = content if isinstance(content, list) else []
@@ -348,6 +351,8 @@ def _check_block(block: Any, role: str, where: str, images: list[tuple[str, str,
     if kind == "text":
         if not isinstance(block.get("text"), str) or not block["text"]:
             raise _Rejected(400, f"{where}: text content blocks must be non-empty")
+        if not block["text"].strip():
+            raise _Rejected(400, f"{where}: text content blocks must contain non-whitespace text")
     elif kind == "image":
         source = block.get("source")
         if not isinstance(source, dict):
@@ -979,16 +984,15 @@ class _Handler(BaseHTTPRequestHandler):
                 emit({"id": "", "object": "service.notice",
                       "notice": {"kind": "queue_position", "value": 0}})
             elif kind == "error":
-                error = {"message": script.message, "type": "overloaded_error"}
                 if script.style == "event":
                     emit({"type": "error", "error": {"type": "overloaded_error",
                                                      "message": script.message}}, b"error")
                 elif script.style == "finish":
-                    emit({**delta(content=""), "choices": [{"index": 0, "delta": {
+                    emit({**base, "choices": [{"index": 0, "delta": {
                         "content": "", "role": "assistant", "refusal": None},
-                        "finish_reason": "error"}], "error": error})
+                        "finish_reason": "error"}]})
                 else:
-                    emit({"error": error})
+                    emit({"error": {"message": script.message, "type": "overloaded_error"}})
                 steps.append(("end", None))
                 return True
             elif kind == "truncate":
@@ -1027,11 +1031,9 @@ class _Handler(BaseHTTPRequestHandler):
         for i, call in enumerate(plan["calls"]):
             head = {"index": i, "id": call["id"], "type": "function",
                     "function": {"name": call["name"], "arguments": ""}}
-            fragments = _fragments(call["arguments"], rng, quirks) \
-                if script.fragmented else [call["arguments"]]
+            fragments = _fragments(call["arguments"], rng, quirks) if script.fragmented else []
             if not script.fragmented:
                 head["function"]["arguments"] = call["arguments"]
-                fragments = []
             if content(delta(content=None, tool_calls=[head])):
                 return steps
             for k, fragment in enumerate(fragments):

@@ -227,9 +227,9 @@ def test_quirks_are_seeded(client: httpx.Client):
     assert any(b": keepalive" in raw for run in runs for raw in run)
 
 
-def _raw_stream(server: StandInServer, payload: dict[str, Any]) -> tuple[list[bytes], bytes]:
-    """(every socket read, the de-chunked body) for one streamed request."""
-    data = json.dumps({**payload, "stream": True}).encode()
+def _raw_reads(server: StandInServer, payload: dict[str, Any]) -> list[bytes]:
+    """Every socket read of one request sent over a raw socket."""
+    data = json.dumps(payload).encode()
     host, port = server.url.split("//")[1].split("/")[0].split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
@@ -238,6 +238,12 @@ def _raw_stream(server: StandInServer, payload: dict[str, Any]) -> tuple[list[by
         reads = []
         while piece := sock.recv(65536):
             reads.append(piece)
+    return reads
+
+
+def _raw_stream(server: StandInServer, payload: dict[str, Any]) -> tuple[list[bytes], list[bytes]]:
+    """(every socket read, each HTTP chunk of the body) for one streamed request."""
+    reads = _raw_reads(server, {**payload, "stream": True})
     wire = b"".join(reads)
     head, _, rest = wire.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower()
@@ -387,10 +393,7 @@ def test_drop_before_any_byte(srv: StandInServer, client: httpx.Client):
     with pytest.raises(httpx.RemoteProtocolError):
         post(client, srv, body())
     srv.drop()
-    reads, _ = [], None
-    with pytest.raises(AssertionError):
-        reads, _ = _raw_stream(srv, body())  # the raw socket sees EOF with no response at all
-    assert reads == []
+    assert _raw_reads(srv, body(stream=True)) == []  # EOF before a single byte
 
 
 def test_drop_after_chunks_is_abrupt(srv: StandInServer, client: httpx.Client):
@@ -552,6 +555,9 @@ INVALID = {
     "empty string": (_msgs({"role": "user", "content": ""}), 400, "non-empty content"),
     "empty list": (_msgs({"role": "user", "content": []}), 400, "non-empty content"),
     "empty text block": (_msgs(_user(_text(""))), 400, "text content blocks must be non-empty"),
+    "blank text block": (_msgs(_user(_text("  \n"))), 400, "non-whitespace text"),
+    "prefill ends in space": (_msgs(_user(_text()), {"role": "assistant", "content": "Sure, "}),
+                              400, "trailing whitespace"),
     "unknown block": (_msgs(_user({"type": "video", "data": "x"})), 400, "does not match"),
     "mixed shapes": (_msgs(_user({"type": "image_url", "image_url": {"url": "https://x/y.png"}},
                                  image_block(png()))), 400, "cannot be mixed"),
