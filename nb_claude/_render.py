@@ -66,11 +66,24 @@ def footer(turn: Turn, *, live: bool = False) -> str:
     return " · ".join(p for p in parts if p)
 
 
+_THUMBNAILS: dict[str, str | None] = {}
+
+
+def _thumbnail(attachment: Any) -> str | None:
+    """Thumbnails are made once per image, not on every streaming update."""
+    key = attachment.sha256
+    if key not in _THUMBNAILS:
+        if len(_THUMBNAILS) > 256:
+            _THUMBNAILS.clear()
+        _THUMBNAILS[key] = attachment.thumbnail_data_uri(48)
+    return _THUMBNAILS[key]
+
+
 def attachments_line(turn: Turn) -> str:
     """What was sent besides the prompt: thumbnails, frame shapes, file names."""
     items = []
     for attachment in turn.attachments:
-        thumb = attachment.thumbnail_data_uri(48) if attachment.kind == "image" else None
+        thumb = _thumbnail(attachment) if attachment.kind == "image" else None
         label = html.escape(attachment.description)
         if thumb:
             items.append(f"<img src=\"{thumb}\" style=\"height:32px;vertical-align:middle\" "
