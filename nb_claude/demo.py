@@ -25,7 +25,7 @@ DEFAULT_NOTEBOOK = Path("notebooks") / "quickstart.ipynb"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nb_claude.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nb_claude.demo", description="Open a notebook in JupyterLab with nb_claude ready to use.")
     p.add_argument("--port", type=int, default=None, help="JupyterLab port (default: first free from 8888)")
     p.add_argument("--notebook", type=Path, default=DEFAULT_NOTEBOOK,
                    help=f"notebook to open (default: {DEFAULT_NOTEBOOK})")
