@@ -83,6 +83,9 @@ class PlotRecorder:
         self._publisher = self._wrapper = None
 
     def _pre_run_cell(self, info: Any = None) -> None:
+        if self._active and self.shell.display_pub is not self._publisher:
+            # Something (capture_output, another extension) swapped the publisher in.
+            self.install()
         # A provisional key: IPython versions differ on whether execution_count is
         # bumped before or after the cell runs; post_run_cell knows the real number.
         self._current = self.shell.execution_count
