@@ -445,7 +445,8 @@ def figure_attachment(fig: Any, *, name: str, max_image_edge: int = 1568) -> Att
     w_in, h_in = fig.get_size_inches()
     max_edge = min(max_image_edge, MAX_IMAGE_PIXELS_EDGE)
     # A floor of 150 dpi keeps tick labels legible; the cap keeps the long edge in bounds.
-    dpi = min(max(float(fig.dpi), 150.0), (max_edge - 0.5) / max(w_in, h_in, 1e-6))
+    # Agg truncates fractional pixel sizes, so max_edge / long edge never overshoots.
+    dpi = min(max(float(fig.dpi), 150.0), max_edge / max(w_in, h_in, 1e-6))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     data = buf.getvalue()
@@ -710,7 +711,8 @@ def _summarize_array(arr: Any, *, budget: int = 6000) -> str:
     elif arr.size and arr.dtype.kind in "Mm":
         lines.append(f"range: {flat.min()} .. {flat.max()}")
     with np.printoptions(threshold=60, edgeitems=3, linewidth=100, precision=5):
-        rendering = np.array2string(arr, max_line_width=100) if arr.dtype.kind != "O" else reprlib.repr(arr)
+        rendering = np.array2string(arr, max_line_width=100,
+                                    formatter={"object": lambda v: _cell(repr(v), 60)})
     lines.append("values:\n" + rendering)
     return _clip("\n".join(lines), budget)
 
@@ -773,7 +775,10 @@ def _render_frame(df: Any, *, kind: str, name: str | None, level: int, cache: di
     out: list[str] = []
     title = f"{kind} {name}" if name else kind
     mem = cache["memory"] if "memory" in cache else cache.setdefault("memory", _memory(df))
-    out.append(f"{title}: {n_rows:,} rows × {n_cols:,} columns, memory ~{_size(mem)}")
+    if kind == "Series":
+        out.append(f"{title}: {n_rows:,} values, dtype {df.dtypes.iloc[0]}, memory ~{_size(mem)}")
+    else:
+        out.append(f"{title}: {n_rows:,} rows × {n_cols:,} columns, memory ~{_size(mem)}")
     out.append("index: " + _index_info(df.index))
     if n_cols and hasattr(df.columns, "nlevels") and df.columns.nlevels > 1:
         out.append(f"columns: MultiIndex with {df.columns.nlevels} levels {list(df.columns.names)}")

@@ -143,6 +143,14 @@ def test_ipython_image_and_image_like_array():
     assert att.kind == "image" and (att.width, att.height) == (32, 64)
 
 
+def test_modes_jpeg_and_png_cannot_hold_are_converted():
+    deep = np.random.default_rng(4).integers(0, 65535, (3000, 2000), dtype=np.uint16)
+    att = attachment_from(PIL_Image.fromarray(deep), name="i16")
+    assert (att.width, att.height) == (1045, 1568) and _decoded(att).mode in ("L", "RGB")
+    att = attachment_from(PIL_Image.new("CMYK", (2000, 100)), name="cmyk")
+    assert _decoded(att).mode in ("RGB", "RGBA") and att.width == 1568
+
+
 def test_corrupt_image_bytes_are_refused(tmp_path):
     bad = b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 20
     with pytest.raises(AttachmentError, match="not a readable image"):
@@ -284,6 +292,8 @@ def test_ndarray_summary():
     text = att.text()
     assert "min=0" in text and "max=1e+06" in text or "max=999999" in text
     assert "..." in text and len(text) < 3000
+    text = attachment_from(np.array([{"k": "v" * 500}] * 100, dtype=object), name="o").text()
+    assert "{'k': 'vvv" in text and len(text) < 1500
 
 
 def test_repr_llm_objects_and_unknown_types():
