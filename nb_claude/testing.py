@@ -990,7 +990,8 @@ class _Handler(BaseHTTPRequestHandler):
                 elif script.style == "finish":
                     emit({**base, "choices": [{"index": 0, "delta": {
                         "content": "", "role": "assistant", "refusal": None},
-                        "finish_reason": "error"}]})
+                        "finish_reason": "error"}],
+                        "error": {"message": script.message, "type": "overloaded_error"}})
                 else:
                     emit({"error": {"message": script.message, "type": "overloaded_error"}})
                 steps.append(("end", None))

@@ -469,6 +469,7 @@ def test_stream_errors_end_the_stream(srv: StandInServer, client: httpx.Client, 
         assert last["event"] == "error" and payload["error"]["message"] == "Overloaded"
     else:
         assert payload["choices"][0]["finish_reason"] == "error"
+        assert payload["error"]["message"] == "Overloaded"
     reply = Reply()
     with pytest.raises(StreamError):
         for event in [json.loads(e["data"]) for e in parsed if "data" in e]:
