@@ -14,13 +14,13 @@ from typing import Any
 ROWS = 1_000_000
 
 
-def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Fastest wall time in seconds over `repeat` calls, and the last result."""
+def _best(fn: Callable[[], Any], repeat: int, clock: Callable[[], float] = time.perf_counter) -> tuple[float, Any]:
+    """Fastest time in seconds over `repeat` calls (wall clock unless told), and the last result."""
     best, result = float("inf"), None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         result = fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best, result
 
 
@@ -95,11 +95,19 @@ def run() -> list[dict[str, Any]]:
         return image_attachment(buf.getvalue(), name="fig")
 
     t_naive, _ = _best(native_then_resize, repeat=1)
+    cpu_fig, _ = _best(lambda: attachment_from(fig, name="fig"), repeat=5, clock=time.process_time)
     rows.append({
         "name": f"Figure 4000×3000 px encode (ms) -> PNG {att.width}×{att.height}, vs render+resize",
         "value": round(t_fig * 1000, 1),
         "baseline": round(t_naive * 1000, 1),
         "ratio": round(t_naive / t_fig, 1),
+        "target": "< 200 ms",
+    })
+    rows.append({  # CPU time is what a busy machine cannot inflate
+        "name": "Figure 4000×3000 px encode, CPU time (ms)",
+        "value": round(cpu_fig * 1000, 1),
+        "baseline": None,
+        "ratio": None,
         "target": "< 200 ms",
     })
     return rows
