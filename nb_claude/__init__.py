@@ -55,10 +55,13 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register %%claude, %claude_chat and friends, and start remembering plots."""
-    from ._magics import ClaudeMagics
+    from ._magics import ClaudeMagics, protect_questions
 
     magics = ClaudeMagics(ipython)
     ipython.register_magics(magics)
+    cleanup = getattr(ipython, "input_transformers_cleanup", None)
+    if cleanup is not None and protect_questions not in cleanup:
+        cleanup.append(protect_questions)
     try:
         from ._plots import PlotRecorder
     except ImportError:
@@ -68,6 +71,11 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    from ._magics import protect_questions
+
+    cleanup = getattr(ipython, "input_transformers_cleanup", [])
+    if protect_questions in cleanup:
+        cleanup.remove(protect_questions)
     magics = ipython.magics_manager.registry.get("ClaudeMagics")
     if magics is not None and getattr(magics, "plots", None) is not None:
         magics.plots.uninstall()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 from typing import Any
 
@@ -338,6 +339,27 @@ class ClaudeMagics(Magics):
         from ._panel import ChatPanel
 
         return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots)
+
+
+_LINE_MAGIC = re.compile(r"^(\s*)%claude\s+(\S.*?)\s*$")
+
+
+def protect_questions(lines: list[str]) -> list[str]:
+    """Input transformer: `%claude What is x?` is a prompt, not a request for help.
+
+    IPython reads a trailing `?` as "show help"; a %claude line is rewritten
+    into an explicit call first, so the question mark stays in the prompt.
+    """
+    if lines and lines[0].lstrip().startswith("%%"):
+        return lines
+    out = []
+    for line in lines:
+        match = _LINE_MAGIC.match(line)
+        if match and match.group(2).endswith("?") and not line.rstrip().endswith("\\"):
+            indent, rest = match.groups()
+            line = f"{indent}get_ipython().run_line_magic('claude', {rest!r})\n"
+        out.append(line)
+    return out
 
 
 def _split_attach(spec: str) -> list[str]:

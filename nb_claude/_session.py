@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import MAX_OUTPUT_TOKENS, MIN_THINKING_BUDGET, Settings, get_api_key, settings
+from ._config import CONTEXT_TOKENS, MAX_OUTPUT_TOKENS, MIN_THINKING_BUDGET, Settings, get_api_key, settings
 from ._errors import Cancelled, ConfigError, NbClaudeError, ReplayMissError, StreamError
 from ._stream import Reply, Usage, accumulate, reply_from_response
 
@@ -391,10 +391,15 @@ class Session:
                                               dataframe_budget=self.settings.dataframe_budget))
             except AttachmentError as exc:
                 raise ConfigError(str(exc)) from None
+        everything = [*self._history_attachments(), *result]
         try:
-            check_request_limits([*self._history_attachments(), *result])
+            check_request_limits(everything)
         except AttachmentError as exc:
             raise ConfigError(str(exc)) from None
+        tokens = sum(a.estimate_tokens() for a in everything)
+        if tokens > CONTEXT_TOKENS:
+            raise ConfigError(f"the attachments come to about {tokens:,} tokens, over Claude's "
+                              f"{CONTEXT_TOKENS:,}-token context: attach a smaller file or a slice")
         return result
 
     def _history_attachments(self) -> list[Attachment]:

@@ -254,3 +254,13 @@ def test_cell_id_rerun_replaces_the_turn(configured, server):
     server.reply("four")
     session.ask("no cell id", display=False)
     assert len(session.history) == 3
+
+
+def test_a_line_prompt_ending_in_a_question_mark_is_a_prompt_not_help(run, server):
+    server.reply("Because.").reply("Yes.")
+    cell = run("%claude Why is the sky blue?")
+    assert cell.error is None and "Because." in cell.markdown
+    assert last_body(server)["messages"][-1]["content"] == "Why is the sky blue?"
+    cell = run("x = 1\nif x:\n    %claude --max-tokens 50 Is x set?")
+    assert cell.error is None and last_body(server)["max_tokens"] == 50
+    assert last_body(server)["messages"][-1]["content"] == "Is x set?"
