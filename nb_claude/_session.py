@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._config import CONTEXT_TOKENS, MAX_OUTPUT_TOKENS, MIN_THINKING_BUDGET, Settings, get_api_key, settings
+from ._config import (
+    CONTEXT_TOKENS,
+    MAX_OUTPUT_TOKENS,
+    MIN_THINKING_BUDGET,
+    Settings,
+    get_api_key,
+    settings,
+)
 from ._errors import Cancelled, ConfigError, NbClaudeError, ReplayMissError, StreamError
 from ._stream import Reply, Usage, accumulate, reply_from_response
 

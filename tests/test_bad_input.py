@@ -115,9 +115,9 @@ def test_an_oversized_image_is_downscaled_not_refused(run, server):
     assert cell.error is None, cell.error
     assert server.requests, (cell.stdout, cell.stderr, [o.data for o in cell.outputs])
     block = server.requests[-1].body["messages"][0]["content"][0]
-    from PIL import Image
-
     import base64
+
+    from PIL import Image
 
     assert len(block["source"]["data"]) <= 5_242_880
     assert max(Image.open(io.BytesIO(base64.b64decode(block["source"]["data"]))).size) <= 1568
