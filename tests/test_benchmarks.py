@@ -1,0 +1,132 @@
+"""The benchmarks still run: each measurement at a tiny size, and the combined table.
+
+Smoke tests only; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+bench_spine = importlib.import_module("bench_spine")
+run_all = importlib.import_module("run_all")
+
+ROW_KEYS = {"name", "value", "baseline", "ratio", "target"}
+
+
+def check_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every row has the shared shape; measured rows hold finite, positive numbers."""
+    assert rows
+    measured = []
+    for row in rows:
+        assert row.keys() >= ROW_KEYS, row
+        assert isinstance(row["name"], str) and row["name"]
+        if row["value"] is None:
+            assert row["note"].startswith("skipped"), row
+            continue
+        for key in ("value", "baseline", "ratio"):
+            assert isinstance(row[key], (int, float)) and math.isfinite(row[key]), (key, row)
+        assert row["baseline"] > 0 and row["value"] >= 0
+        assert row["ok"] in (True, False)
+        measured.append(row)
+    json.dumps(rows)  # --json must be able to write them
+    return measured
+
+
+def test_service_stream_is_what_the_client_reads():
+    from nb_claude._client import _DONE, _parse_event
+    from nb_claude._sse import iter_events
+    from nb_claude._stream import Reply, accumulate
+
+    data = bench_spine.service_stream(50)
+    reads = bench_spine._reads(data)
+    assert b"".join(reads) == data and len(reads) >= 2
+    assert all(len(r) <= 4096 for r in reads)
+    reply = Reply()
+    for event in iter_events(reads):
+        parsed = _parse_event(event.event, event.data)
+        assert parsed is not _DONE
+        accumulate(parsed, reply)
+    assert reply.done and reply.id == "msg_018vBenchmarkStream"
+    assert reply.usage.output_tokens == 50 and reply.usage.cost_usd == pytest.approx(0.00124)
+    assert len(reply.text.split()) >= 50
+
+
+def test_load_ext():
+    rows = check_rows(bench_spine.bench_load_ext(quick=True))
+    assert rows[0]["unit"] == "ms" and rows[0]["baseline"] < 1000
+
+
+def test_stream_cpu():
+    rows = check_rows(bench_spine.bench_stream_cpu(quick=True))
+    assert len(rows) >= 2 and all(r["unit"] == "µs" for r in rows)
+
+
+def test_first_byte():
+    (row,) = check_rows(bench_spine.bench_first_byte(quick=True))
+    assert row["unit"] == "ms"
+
+
+def test_display_rate(_shell):
+    (row,) = check_rows(bench_spine.bench_display_rate(quick=True))
+    assert row["unit"] == "/s"
+    assert _shell.display_formatter.active_types == _shell.display_formatter.format_types
+
+
+@pytest.mark.kernel
+def test_saved_outputs():
+    (row,) = check_rows(bench_spine.bench_saved_outputs(quick=True))
+    assert row["value"] == 1 and row["baseline"] > 1
+
+
+def test_long_session():
+    rows = check_rows(bench_spine.bench_long_session(quick=True))
+    assert [r["unit"] for r in rows] == ["x", "ms", "MB"]
+
+
+def test_attachments_module_imports():
+    module = pytest.importorskip("bench_attachments")
+    assert callable(module.run)
+
+
+def test_table_and_json(tmp_path):
+    rows = [
+        {"name": "a", "value": 2.0, "baseline": 1.0, "ratio": 2.0, "target": "<= 1.5x"},
+        {"name": "b", "value": 120.0, "baseline": 900.0, "ratio": 7.5, "target": "< 200 ms"},
+        {"name": "c", "value": None, "baseline": None, "ratio": None, "target": "",
+         "ok": None, "note": "skipped: not installed"},
+    ]
+    assert [run_all.judge(r) for r in rows] == [False, True, None]
+    text = run_all.table(rows)
+    lines = text.splitlines()
+    assert lines[0].startswith("| benchmark | nb_claude | baseline | ratio | target | ok |")
+    assert "✗ missed" in lines[2] and "✓" in lines[3]
+    assert lines[-1] == "1. skipped: not installed"
+
+
+def test_run_all_command(tmp_path):
+    """The one command, quick and limited to the cheap benchmarks, writes table and JSON."""
+    out = tmp_path / "rows.json"
+    code = ("import sys, run_all, bench_spine\n"
+            "bench_spine.BENCHMARKS = (bench_spine.bench_stream_cpu, "
+            "bench_spine.bench_long_session)\n"
+            "sys.exit(run_all.main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", code, "--quick", "--json", str(out)],
+                            cwd=BENCH, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(BENCH)})
+    assert result.returncode == 0, result.stderr
+    assert "| benchmark | nb_claude | baseline | ratio | target | ok |" in result.stdout
+    rows = json.loads(out.read_text())
+    assert any(r["name"].startswith("stream CPU per chunk") for r in rows)
+    assert all("ok" in r for r in rows)
