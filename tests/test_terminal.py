@@ -1,0 +1,43 @@
+"""Terminal IPython: the reply streams as plain text on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import time
+
+from nb_claude.testing import StandInServer
+
+
+def test_terminal_ipython_streams_plain_text(tmp_path):
+    with StandInServer(seed=2) as server:
+        server.reply("Plain **text** in a terminal.", usage=(4, 6))
+        env = {**os.environ, "NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": "stand-in",
+               "NB_CLAUDE_REPLAY": "off", "IPYTHONDIR": str(tmp_path / "ipython"),
+               "TERM": "dumb"}
+        primary, secondary = pty.openpty()
+        code = "%load_ext nb_claude\n%claude Say something\n"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor",
+             "--HistoryManager.enabled=False", "-c", code],
+            stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
+        os.close(secondary)
+        chunks = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(primary, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=30)
+        os.close(primary)
+    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    assert "Plain **text** in a terminal." in screen
+    assert "[claude-opus-4-8 · 4 in / 6 out" in screen
+    assert "IPython.core.display" not in screen and "<details>" not in screen
+    assert len(server.requests) == 1
