@@ -170,3 +170,21 @@ def test_usage_magic_reports_tokens_and_cost(run, server):
     assert "| `default` | 2 | 300 | 30 |" in md
     # 0.01 reported + (200 * 5 + 20 * 25) / 1e6 estimated
     assert "$0.0115" in md and "estimate" in md
+
+
+def test_confirm_asks_before_each_call_and_a_no_goes_back_as_an_error(run, server, tools_ready,
+                                                                    monkeypatch):
+    answers = iter(["y", "n"])
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or next(answers))
+    server.reply(tool_calls=[{"name": "column_stats", "arguments": {"column": "revenue"},
+                              "id": "call_y"},
+                             {"name": "column_stats", "arguments": {"column": "region"},
+                              "id": "call_n"}])
+    server.reply("Done.")
+    cell = run("%%claude --tools column_stats --confirm\nCheck both")
+    assert cell.error is None and len(asked) == 2
+    assert 'column_stats({"column": "revenue"})' in asked[0]
+    yes, no = server.requests[1].body["messages"][2]["content"]
+    assert yes["is_error"] is False and no["is_error"] is True
+    assert "declined" in no["content"]
