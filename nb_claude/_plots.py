@@ -11,9 +11,10 @@ import base64
 import binascii
 import contextlib
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._content import Attachment, AttachmentError, image_attachment
+if TYPE_CHECKING:
+    from ._content import Attachment
 
 __all__ = ["PlotRecorder"]
 
@@ -148,6 +149,8 @@ class PlotRecorder:
 
     def attachments(self, execution_count: int | None = None, *, max_image_edge: int = 1568) -> list[Attachment]:
         """The images of one cell (default: the latest) as attachments named "plot [N]"."""
+        from ._content import AttachmentError, image_attachment
+
         if execution_count is None:
             n = self.last_cell()
             if n is None:
