@@ -110,3 +110,17 @@ def test_saved_notebook_holds_one_output_per_reply(standin, tmp_path):
     assert first[0]["data"]["text/markdown"].startswith("c0 c1 c2")
     assert second[0]["data"]["text/markdown"].startswith("Second reply.")
     assert KEY not in nbformat.writes(done)
+
+
+def test_errors_are_one_line_in_the_notebook(kernel, standin):
+    standin.reset()
+    standin.fault(401, "Invalid API key")
+    result = kernel.execute("%%claude\nhello", cell_id="c-err")
+    error = result.error
+    assert error["ename"] == "APIStatusError"
+    assert len(error["traceback"]) == 1
+    assert "API key was not accepted" in error["traceback"][0]
+    assert "Invalid API key" in error["evalue"]
+    assert KEY not in json.dumps(result.messages, default=str)
+    bad = kernel.execute("%%claude --max-tokens 0\nhello")
+    assert bad.error["ename"] == "UsageError"
