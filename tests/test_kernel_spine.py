@@ -124,3 +124,13 @@ def test_errors_are_one_line_in_the_notebook(kernel, standin):
     assert KEY not in json.dumps(result.messages, default=str)
     bad = kernel.execute("%%claude --max-tokens 0\nhello")
     assert bad.error["ename"] == "UsageError"
+
+
+def test_python_api_renders_in_a_notebook_and_returns_the_reply(kernel, standin):
+    standin.reset()
+    standin.reply("From Python.")
+    result = kernel.execute("import nb_claude\nr = nb_claude.get_session().ask('Hi from code')\n"
+                            "print(r.text, r.finish_reason)")
+    assert result.error is None
+    assert markdown_outputs(result)[0]["data"]["text/markdown"].startswith("From Python.")
+    assert result.stream() == "From Python. end_turn\n"

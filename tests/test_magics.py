@@ -264,3 +264,11 @@ def test_a_line_prompt_ending_in_a_question_mark_is_a_prompt_not_help(run, serve
     cell = run("x = 1\nif x:\n    %claude --max-tokens 50 Is x set?")
     assert cell.error is None and last_body(server)["max_tokens"] == 50
     assert last_body(server)["messages"][-1]["content"] == "Is x set?"
+
+
+def test_text_format_shows_plain_text(run, server):
+    server.reply("Some *markdown* here.")
+    cell = run("%%claude -f text\nPlain please")
+    final = cell.outputs[-1].data
+    assert "text/markdown" not in final
+    assert final["text/plain"].startswith("Some *markdown* here.")
