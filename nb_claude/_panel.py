@@ -139,7 +139,7 @@ class ChatPanel(widgets.VBox):
         header = widgets.HBox([title, self.model, self.new_button])
         header.add_class("nbc-header")
 
-        self.transcript = widgets.VBox()
+        self.transcript = widgets.VBox(layout=widgets.Layout(flex="0 0 auto"))
         self.transcript.add_class("nbc-transcript")
         self._empty = widgets.HTML("No turns yet: ask something below, or run a "
                                    "<code>%%claude</code> cell.")
@@ -158,7 +158,7 @@ class ChatPanel(widgets.VBox):
         self.input = widgets.Textarea(placeholder="Ask Claude…", rows=3,
                                       layout=widgets.Layout(width="100%"))
         self.input.add_class("nbc-input")
-        self.attach = widgets.Dropdown(options=[("📎 Attach…", "")], value="",
+        self.attach = widgets.Dropdown(options=[("Attach a variable or plot…", "")], value="",
                                        layout=widgets.Layout(width="260px"))
         self.attach.add_class("nbc-attach")
         self.stop_button = _button("Stop", "nbc-stop", icon="stop", style="warning",
@@ -211,6 +211,9 @@ class ChatPanel(widgets.VBox):
     def _sync(self) -> None:
         """Show the session's history; drops the live slot (caller holds the lock)."""
         history = list(self.session.history)
+        live = self._live_slot
+        if live is not None and live not in self._slots and len(history) > len(self._slots):
+            self._slots.append(live)  # the finished turn keeps its element: no flicker
         while len(self._slots) < len(history):
             self._slots.append(self._new_slot())
         for slot in self._slots[len(history):]:
@@ -401,7 +404,7 @@ class ChatPanel(widgets.VBox):
     def refresh_attachables(self) -> None:
         """List the namespace's attachable variables (and the last plot) in the picker."""
         namespace = getattr(self.shell, "user_ns", None) or {}
-        options: list[tuple[str, str]] = [("📎 Attach…", "")]
+        options: list[tuple[str, str]] = [("Attach a variable or plot…", "")]
         if self.plots is not None and _has_plot(self.plots):
             options.append(("last plot", LAST_PLOT))
         options += attachable_names(namespace)
