@@ -115,5 +115,6 @@ def test_panel_works_in_notebook7(page: Any, lab_server: JupyterServer,
     panel.locator(".nbc-input textarea").fill("Hi there")
     panel.locator("button.nbc-send").click()
     turns(page).first.locator("strong", has_text="Notebook 7").wait_for(timeout=15_000)
+    turns(page).first.get_by_text(" in / ").wait_for(timeout=15_000)  # finished: footer shown
     assert "You: Hi there" in turns(page).first.inner_text()
     screenshot(page, "panel-notebook7")
