@@ -41,11 +41,13 @@ def footer(turn: Turn, *, live: bool = False) -> str:
     reply = turn.reply
     usage = turn.usage
     parts = [_short_model(reply.model or turn.options.get("model", ""))]
-    parts.append(f"{usage.input_tokens:,} in / {usage.output_tokens:,} out")
+    counted = usage.input_tokens or usage.output_tokens
+    parts.append(f"{usage.input_tokens:,} in / {usage.output_tokens:,} out" if counted
+                 else "tokens not reported")
     elapsed = sum(s.reply.elapsed for s in turn.steps)
     if elapsed:
         parts.append(f"{elapsed:.1f} s")
-    if usage.cost_usd is not None:
+    if usage.cost_usd is not None and (counted or not usage.estimated):
         cost = f"${usage.cost_usd:.4f}"
         parts.append(f"~{cost} (estimate)" if usage.estimated else cost)
     if len(turn.steps) > 1:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 from kernel_harness import run_notebook
 
@@ -63,14 +63,8 @@ def test_notebook_runs_in_strict_replay_mode_without_network(name, workdir):
     assert errors(done) == []
     outputs = reply_outputs(done)
     assert outputs, "the notebook shows no reply"
-    committed = reply_outputs(json.loads((NOTEBOOKS / name).read_text(), object_hook=_node))
+    committed = reply_outputs(nbformat.read(NOTEBOOKS / name, as_version=4))
     assert outputs == committed  # the same replies as the committed outputs
-
-
-def _node(d):
-    from nbformat import NotebookNode
-
-    return NotebookNode(d)
 
 
 def test_restart_and_run_all_twice_makes_no_request_the_second_time(workdir):
