@@ -334,6 +334,26 @@ def _open_image(data: bytes, name: str) -> Any:
     return image
 
 
+_PNG_TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt", b"tIME"}
+
+
+def strip_png_metadata(data: bytes) -> bytes:
+    """Drop text and time chunks (e.g. "Software: Matplotlib version ..."): they are no use
+    to the model and would make the same picture hash differently across library versions."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    out, pos = [data[:8]], 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):
+            return data  # malformed: leave it alone
+        if data[pos + 4:pos + 8] not in _PNG_TEXT_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+    return b"".join(out) if pos == len(data) else data
+
+
 def image_attachment(data: bytes, *, name: str, max_image_edge: int = 1568) -> Attachment:
     """An image from raw bytes of any format Pillow reads, downscaled and re-encoded as needed.
 
@@ -345,6 +365,8 @@ def image_attachment(data: bytes, *, name: str, max_image_edge: int = 1568) -> A
     max_edge = min(max_image_edge, MAX_IMAGE_PIXELS_EDGE)
     if fmt in _IMAGE_TYPES and max(image.size) <= max_edge and len(data) <= MAX_IMAGE_BYTES:
         w, h = image.size
+        if fmt == "PNG":
+            data = strip_png_metadata(data)
         return Attachment("image", _IMAGE_TYPES[fmt], data, name, f"{name}: {fmt} {w}×{h}", width=w, height=h)
     return _image_from_pil(image, name=name, max_image_edge=max_image_edge, source=fmt, original=image.size)
 

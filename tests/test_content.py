@@ -521,3 +521,19 @@ def test_content_module_imports_no_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+def test_png_text_chunks_are_stripped_so_hashes_do_not_depend_on_library_versions():
+    from PIL import PngImagePlugin
+
+    def png(software: str) -> bytes:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", software)
+        buf = io.BytesIO()
+        PIL_Image.new("RGB", (20, 10), "green").save(buf, format="PNG", pnginfo=info)
+        return buf.getvalue()
+
+    a = attachment_from(png("Matplotlib version3.10.0"), name="a")
+    b = attachment_from(png("Matplotlib version3.11.2"), name="b")
+    assert a.sha256 == b.sha256 and b"Matplotlib" not in a.data
+    assert PIL_Image.open(io.BytesIO(a.data)).size == (20, 10)
