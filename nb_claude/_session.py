@@ -452,6 +452,8 @@ class Session:
         token = cancel or CancelToken()
         turn = Turn(_clean(prompt), attachments, cell_id=cell_id, source=source,
                     options=opts.summary())
+        if view is not None:
+            view.start(turn)  # the waiting mark shows even while another turn holds the lock
         with self._lock:
             if new:
                 self.history.clear()
@@ -459,8 +461,6 @@ class Session:
             index, base = self._base(cell_id)
             self._active = token
             self.busy = True
-            if view is not None:
-                view.start(turn)
             self._emit("start", turn)
             try:
                 self._run(turn, base, opts, token, view, label)
