@@ -65,13 +65,20 @@ def skipped(name: str, note: str, target: str = "") -> dict[str, Any]:
 
 def _best(fn: Callable[[], Any], repeat: int) -> float:
     """Lowest CPU time of `repeat` runs (the least disturbed by the rest of the machine)."""
-    times = []
+    return _best_interleaved([fn], repeat)[0]
+
+
+def _best_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Lowest CPU time of each function, the runs taken in turns so that a slow spell of
+    the machine hits every function alike instead of one of them."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        gc.collect()
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return min(times)
+        for fn, spent in zip(fns, times):
+            gc.collect()
+            start = time.process_time()
+            fn()
+            spent.append(time.process_time() - start)
+    return [min(spent) for spent in times]
 
 
 @contextlib.contextmanager
@@ -299,9 +306,7 @@ def bench_stream_cpu(quick: bool = False) -> list[dict[str, Any]]:
     with _settings(replay_mode="off"):
         whole = _session_consume(transport)
         assert whole() == base()
-        t_session = _best(whole, repeat)
-    t_base = _best(base, repeat)
-    t_ours = _best(ours, repeat)
+        t_base, t_ours, t_session = _best_interleaved([base, ours, whole], 2 * repeat)
     per = 1e6 / (n + 3)
     rows = [
         row(f"stream CPU per chunk, Client.stream + accumulate ({n:,} chunks)", t_ours * per,

@@ -563,11 +563,13 @@ class Session:
 
         try:
             if opts.stream:
+                listeners = self._listeners
                 for event in client.stream(body, cancel=token, on_response=on_response):
                     accumulate(event, reply)
                     if view is not None:
                         view.update(turn)
-                    self._emit("update", turn)
+                    if listeners:
+                        self._emit("update", turn)
             else:
                 data = client.create(body, cancel=token, on_response=on_response)
                 fresh = reply_from_response(data)
