@@ -73,7 +73,7 @@ def _best_interleaved(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
     the machine hits every function alike instead of one of them."""
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeat):
-        for fn, spent in zip(fns, times):
+        for fn, spent in zip(fns, times, strict=True):
             gc.collect()
             start = time.process_time()
             fn()

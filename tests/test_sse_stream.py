@@ -147,7 +147,7 @@ def test_one_byte_at_a_time(name):
 def test_any_split_property(name, cuts):
     data = load(name)
     points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     assert events_of(pieces) == events_of([data])
     assert fold(pieces)[0].text == fold([data])[0].text
 
