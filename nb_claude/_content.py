@@ -470,7 +470,10 @@ def figure_attachment(fig: Any, *, name: str, max_image_edge: int = 1568) -> Att
     # Agg truncates fractional pixel sizes, so max_edge / long edge never overshoots.
     dpi = min(max(float(fig.dpi), 150.0), max_edge / max(w_in, h_in, 1e-6))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    # Fast zlib: tokens are counted in pixels, not bytes, and the PNG stays far under 5 MB.
+    # No "Software" text, so the same figure hashes the same across matplotlib versions.
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None},
+                pil_kwargs={"compress_level": 1})
     data = buf.getvalue()
     w, h = _png_size(data)
     if max(w, h) > max_edge or len(data) > MAX_IMAGE_BYTES:
