@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from kernel_harness import isolated_kernel_env
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM = os.environ.get("NB_CLAUDE_CHROMIUM", "/usr/bin/chromium")
@@ -55,16 +57,9 @@ def isolated_env(base: Path, extra: Mapping[str, str] | None = None) -> dict[str
     JUPYTER_DATA_DIR only replaces the per-user data dir, so `sys.prefix/share/jupyter`
     (where ipywidgets' prebuilt lab extension lives) stays on the search path.
     """
-    env = dict(os.environ)
-    for var, sub in [("IPYTHONDIR", "ipython"), ("JUPYTER_CONFIG_DIR", "jupyter-config"),
-                     ("JUPYTER_DATA_DIR", "jupyter-data"), ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"),
-                     ("MPLCONFIGDIR", "matplotlib")]:
-        path = base / sub
-        path.mkdir(parents=True, exist_ok=True)
-        env[var] = str(path)
+    env = isolated_kernel_env(base)
     env.pop("JUPYTER_PATH", None)
     env.pop("JUPYTER_PREFER_ENV_PATH", None)
-    env["JUPYTER_PLATFORM_DIRS"] = "1"
     env.update(extra or {})
     return env
 
