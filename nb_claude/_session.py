@@ -508,14 +508,14 @@ class Session:
             reply = step.reply
             if not reply.tool_calls or reply.partial:
                 return
+            if step_number == opts.max_steps - 1:
+                turn.note = (f"stopped after {opts.max_steps} tool steps (--max-steps); "
+                             "the last tool calls were not run")
+                return
             step.results = self._call_tools(reply, tool_map, opts, view, turn)
             if view is not None:
                 view.update(turn, force=True)
             self._emit("update", turn)
-            if step_number == opts.max_steps - 1:
-                turn.note = (f"stopped after {opts.max_steps} tool steps (--max-steps); "
-                             "the last tool results were not sent back")
-                step.results = []
 
     def _call_tools(self, reply: Reply, tool_map: dict[str, Tool], opts: Options, view: Any,
                     turn: Turn) -> list[ToolResult]:
@@ -693,6 +693,9 @@ def _default_name(obj: object, position: int) -> str:
 
 
 def _confirm(name: str, arguments: str) -> bool:
+    """Ask on the cell's stdin; a request from the panel's thread cannot ask, so it declines."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
     answer = input(f"Run tool {name}({arguments[:200]})? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 

@@ -90,7 +90,7 @@ def test_max_steps_stops_the_loop_and_says_so(run, server, tools_ready):
                                   "id": f"call_{n}"}])
     cell = run("%%claude --tools all --max-steps 2\nLoop")
     assert len(server.requests) == 2
-    assert "stopped after 2 tool steps" in cell.markdown
+    assert "stopped after 2 tool steps" in cell.markdown and "not run" in cell.markdown
     server.reply("fine")
     run("%%claude\nnext")
     messages = server.requests[-1].body["messages"]
