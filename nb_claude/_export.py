@@ -85,7 +85,7 @@ def _turn_cell(number: int, turn: Turn) -> Any:
                                  base64.b64encode(attachment.data).decode("ascii")}
             lines += ["", f"![{attachment.description}](attachment:{name})"]
         else:
-            lines += ["", f"📎 {attachment.description} · sha256 {attachment.sha256[:12]}"]
+            lines += ["", f"Attached: {attachment.description} · sha256 {attachment.sha256[:12]}"]
     lines += ["", "### Claude", "", turn_markdown(turn)]
     cell = nbformat.v4.new_markdown_cell("\n".join(lines))
     if attachments:

@@ -92,7 +92,7 @@ def attachments_line(turn: Turn) -> str:
                          f"alt=\"{html.escape(attachment.name)}\"/> {label}")
         else:
             items.append(label)
-    return "📎 " + " · ".join(items) if items else ""
+    return "Attached: " + " · ".join(items) if items else ""
 
 
 def _details(summary: str, body: str, *, open_: bool = False) -> str:
@@ -104,6 +104,22 @@ def _fence(text: str, lang: str = "") -> str:
     longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
     ticks = "`" * (longest + 1)
     return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split()) if limit <= 200 else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_arguments(call: Any) -> str:
+    """Arguments as a Python call reads: column="revenue", n=3."""
+    try:
+        values = call.input
+    except ValueError:
+        return _clip(call.arguments, 60)
+    shown = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}"
+                      for key, value in values.items())
+    return _clip(shown, 60)
 
 
 def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
@@ -121,21 +137,20 @@ def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
             arguments = json.dumps(call.input, ensure_ascii=False, indent=1)
         except ValueError:
             arguments = call.arguments
-        brief = arguments.replace("\n", " ")
-        brief = brief if len(brief) <= 60 else brief[:57] + "…"
         if result is None:
             status = "running…" if live else "not run"
         elif result.is_error:
-            status = f"⚠ {html.escape(result.summary)}"
+            status = f"failed: {html.escape(_clip(result.summary, 70), quote=False)}"
         else:
-            status = f"→ {html.escape(result.summary)}"
-        body = _fence(arguments, "json")
+            status = f"→ {html.escape(_clip(result.summary, 70), quote=False)}"
+        body = "Arguments\n\n" + _fence(arguments, "json")
         if result is not None:
             content = result.content if isinstance(result.content, str) else \
                 "\n".join(b.get("text", f"[{b.get('type')}]") for b in result.content)
-            body += "\n\n" + _fence(content[:2000] + ("…" if len(content) > 2000 else ""))
-        parts.append(_details(f"🔧 <code>{html.escape(call.name)}({html.escape(brief)})</code> "
-                              f"{status}", body))
+            label = "Error" if result.is_error else "Result"
+            body += f"\n\n{label}\n\n" + _fence(_clip(content, 2000))
+        call_text = html.escape(f"{call.name}({_call_arguments(call)})", quote=False)
+        parts.append(_details(f"Tool <code>{call_text}</code> {status}", body))
     return parts
 
 

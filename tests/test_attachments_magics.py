@@ -61,9 +61,9 @@ def test_plot_and_dataframe_reach_the_service_with_a_sent_line(shell, server):
     assert "200" in frame["text"] and "category" in frame["text"]
     assert text == {"type": "text", "text": "What does this relationship suggest?"}
     sent_line = cell.markdown.split("\n\n")[0]
-    assert sent_line.startswith("📎 <img src=\"data:image/png;base64,")
+    assert sent_line.startswith("Attached: <img src=\"data:image/png;base64,")
     assert "df: DataFrame 200 × 3" in sent_line
-    assert cell.markdown.index("It grows faster") > cell.markdown.index("📎")
+    assert cell.markdown.index("It grows faster") > cell.markdown.index("Attached: ")
 
 
 def test_plot_n_attaches_the_images_of_that_cell(shell, server, ip):

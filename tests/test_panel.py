@@ -348,7 +348,7 @@ def test_the_attach_picker_lists_frames_figures_and_the_last_plot(
                if block["type"] != "image")
     assert [a.name for a in panel.session.history[0].attachments][0] == "df"
     assert panel.attached == [] and panel.chips.children == ()
-    assert "📎" in panel.markdown[-1]
+    assert "Attached: " in panel.markdown[-1]
 
 
 def test_attachable_names_do_not_import_heavy_libraries() -> None:

@@ -61,7 +61,7 @@ def test_tool_loop_runs_the_function_and_sends_results_back(run, server, tools_r
     assert result["type"] == "tool_result" and result["tool_use_id"] == "call_a1"
     assert result["is_error"] is False and '"mean": 4.0' in result["content"]
     md = cell.markdown
-    assert "🔧 <code>column_stats(" in md and "Revenue is right-skewed" in md
+    assert 'Tool <code>column_stats(column="revenue")</code> →' in md and "Revenue is right-skewed" in md
     assert "2 steps" in md
     # The next cell carries the whole loop in its context.
     server.reply("ok")
@@ -81,7 +81,7 @@ def test_errors_in_tools_and_unknown_tools_go_back_as_error_results(run, server,
     assert all(r["is_error"] for r in results)
     assert "ValueError: cannot handle 3" in results[0]["content"]
     assert "unknown tool 'nosuch'" in results[1]["content"]
-    assert "⚠" in cell.markdown
+    assert "failed: ValueError: cannot handle 3" in cell.markdown
 
 
 def test_max_steps_stops_the_loop_and_says_so(run, server, tools_ready):
