@@ -13,7 +13,7 @@ PIL_Image = pytest.importorskip("PIL.Image")
 import IPython  # noqa: E402
 from IPython.testing.globalipapp import get_ipython  # noqa: E402
 
-from nb_claude._content import AttachmentError  # noqa: E402
+from nb_claude._content import AttachmentError, strip_png_metadata  # noqa: E402
 from nb_claude._plots import PlotRecorder  # noqa: E402
 
 SETUP = (
@@ -72,7 +72,7 @@ def test_last_and_for_cell_return_the_displayed_png(ip, recorder):
     assert recorder.last() == images
     atts = recorder.attachments()
     assert [a.name for a in atts] == [f"plot [{n}]"]
-    assert atts[0].kind == "image" and atts[0].data == data
+    assert atts[0].kind == "image" and atts[0].data == strip_png_metadata(data)
 
 
 def test_cells_are_told_apart_and_errors_say_what_to_do(ip, recorder):
