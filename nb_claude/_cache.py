@@ -128,7 +128,7 @@ def _block_summary(block: Any) -> dict[str, Any]:
         image = block.get("image_url")
         return _data_url_summary("image_url", image.get("url") if isinstance(image, dict) else image)
     if kind == "file":
-        file = block.get("file") if isinstance(block.get("file"), dict) else {}
+        file: dict[str, Any] = block["file"] if isinstance(block.get("file"), dict) else {}
         out = _data_url_summary("file", file.get("file_data"))
         if isinstance(file.get("filename"), str):
             out["title"] = file["filename"][:_TEXT_CHARS]

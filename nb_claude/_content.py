@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "Attachment",
@@ -265,7 +265,7 @@ def attachment_from(
         if cls_name == "Series":
             return _frame_attachment(obj, name, dataframe_budget, "Series")
     if module.startswith("numpy") and cls_name == "ndarray":
-        fig = _figure_of(obj) if obj.dtype == object else None
+        fig = _figure_of(obj) if cast(Any, obj).dtype == object else None
         if fig is not None:
             return figure_attachment(fig, name=name, max_image_edge=max_image_edge)
         return _array_attachment(obj, name=name, max_image_edge=max_image_edge, budget=dataframe_budget)
@@ -680,8 +680,8 @@ def _pdf_pages(data: bytes, name: str) -> int | None:
     try:
         import pypdf
     except ImportError:
-        pypdf = None
-    if pypdf is not None:
+        pass
+    else:
         try:
             reader = pypdf.PdfReader(io.BytesIO(data))
             if reader.is_encrypted:

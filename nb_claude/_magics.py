@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
@@ -14,6 +14,9 @@ from traitlets import Bool, Dict, Float, Int, Unicode, observe
 
 from . import _config
 from ._errors import ConfigError
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 _REQUEST_OPTIONS = [
     argument("-m", "--model", help="model id (default: ClaudeMagics.model)"),
@@ -141,6 +144,12 @@ class ClaudeMagics(Magics):
         setattr(_config.settings, change["name"], value)
 
     # -- helpers ----------------------------------------------------------
+    @property
+    def _shell(self) -> InteractiveShell:
+        """The shell the magics are registered with; magics only run inside one."""
+        assert self.shell is not None
+        return self.shell
+
     def _session(self, name: str) -> Any:
         from ._session import get_session
 
@@ -182,7 +191,7 @@ class ClaudeMagics(Magics):
         return items
 
     def _evaluate(self, expr: str) -> Any:
-        namespace = self.shell.user_ns
+        namespace = self._shell.user_ns
         if expr in namespace:
             return namespace[expr]
         from pathlib import Path
@@ -238,7 +247,7 @@ class ClaudeMagics(Magics):
             "stop": args.stop, "stream": False if args.no_stream else None,
             "thinking": args.thinking, "tools": args.tools, "tool_choice": args.tool_choice,
             "max_steps": args.max_steps, "confirm": True if args.confirm else None,
-            "replay": replay, "namespace": self.shell.user_ns,
+            "replay": replay, "namespace": self._shell.user_ns,
         }
         attach = self._attachments(args)
         cell_id = self._cell_id()
@@ -267,7 +276,7 @@ class ClaudeMagics(Magics):
         if args.out:
             if not args.out.isidentifier():
                 raise UsageError(f"--out needs a variable name, not {args.out!r}")
-            self.shell.user_ns[args.out] = reply.text
+            self._shell.user_ns[args.out] = reply.text
         if args.format == "code":
             self._next_cell(reply.text)
         return None
@@ -282,7 +291,7 @@ class ClaudeMagics(Magics):
             display(Markdown("*No code block in the reply to put in a new cell.*"))
             return
         if _front_end_inserts_cells(self.shell):
-            self.shell.set_next_input(code, replace=False)
+            self._shell.set_next_input(code, replace=False)
         else:
             display(Markdown("*This front end cannot insert cells: copy the code below.*\n\n"
                              f"```python\n{code}\n```"))

@@ -620,7 +620,7 @@ class Session:
             return save_session(self, path)
 
     @_class_or_instance
-    def load(cls, self: Session | None, path: str | os.PathLike[str]) -> Session:
+    def load(cls: type[Session], self: Session | None, path: str | os.PathLike[str]) -> Session:
         """`Session.load(path)` makes a new session; `session.load(path)` replaces its history."""
         from ._export import load_turns
 

@@ -263,8 +263,9 @@ def _schema(hint: Any, seen: tuple[Any, ...] = ()) -> dict[str, Any]:
                 elif f.default is not dataclasses.MISSING and _jsonable(f.default):
                     props[f.name]["default"] = _json_default_value(f.default)
             return _object_schema(props, required, None)
-        if callable(getattr(hint, "model_json_schema", None)):  # pydantic models
-            return hint.model_json_schema()
+        model_json_schema = getattr(hint, "model_json_schema", None)
+        if callable(model_json_schema):  # pydantic models
+            return model_json_schema()
     raise _Unsupported(_hint_name(hint))
 
 
@@ -321,7 +322,7 @@ def _expect(hint: Any) -> str:
         return _hint_name(hint)
     if "enum" in schema:
         return "one of " + ", ".join(_show(v) for v in schema["enum"])
-    kind = schema.get("type")
+    kind = schema.get("type", "")
     if isinstance(kind, list):
         kind = " or ".join(kind)
     if "anyOf" in schema:
@@ -489,9 +490,10 @@ def _convert_class(value: Any, hint: type, path: str, coerce: bool) -> Any:
         converted = {k: _convert(v, fields.get(k, Any), f"{path}.{k}", coerce)
                      for k, v in value.items()}
         return converted if typing.is_typeddict(hint) else hint(**converted)
-    if callable(getattr(hint, "model_validate", None)):
+    model_validate = getattr(hint, "model_validate", None)
+    if callable(model_validate):
         try:
-            return hint.model_validate(value)
+            return model_validate(value)
         except Exception as exc:  # a pydantic ValidationError, worded for the model
             raise _Invalid(f"{path}: {exc}") from None
     return value
@@ -514,7 +516,8 @@ def _underlying(fn: Callable[..., Any]) -> Any:
     if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn):
         return fn
     if isinstance(fn, type):
-        return fn.__init__
+        # The __init__ the class gives its instances, not the metaclass's.
+        return typing.cast(Any, fn).__init__
     return getattr(fn, "__call__", fn)  # noqa: B004 - callable instances
 
 

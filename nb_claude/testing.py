@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "StandInServer",
@@ -402,7 +402,7 @@ def _check_block(block: Any, role: str, where: str, images: list[tuple[str, str,
 
 
 def _check_document(block: dict[str, Any], where: str) -> None:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+    source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
     kind = source.get("type")
     if kind == "base64":
         if source.get("media_type") != "application/pdf":
@@ -473,7 +473,7 @@ def _check_openai(messages: list[dict[str, Any]], images: list[tuple[str, str, s
                     if match.group(1) not in _IMAGE_TYPES:
                         raise _Rejected(400, f"{where}.image_url: image media type must be "
                                              f"image/jpeg, image/png, image/gif or image/webp")
-                    images.append((where, match.group(1), url[match.end():]))
+                    images.append((where, match.group(1), match.string[match.end():]))
                     continue
                 if isinstance(url, str) and url.startswith(("http://", "https://")):
                     continue
@@ -485,7 +485,7 @@ def _check_openai(messages: list[dict[str, Any]], images: list[tuple[str, str, s
                 if not match:
                     raise _Rejected(400, f"{where}.file.file_data: must be a "
                                          f"data:application/pdf;base64 URL")
-                _check_pdf(data[match.end():], f"{where}.file.file_data")
+                _check_pdf(match.string[match.end():], f"{where}.file.file_data")
                 continue
             raise _Rejected(400, f"{where}: unsupported or empty content part {_short(kind)}")
 
@@ -571,7 +571,7 @@ def _describe_content(content: Any) -> str:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
-        source = block.get("source") if isinstance(block.get("source"), dict) else {}
+        source: dict[str, Any] = block["source"] if isinstance(block.get("source"), dict) else {}
         if kind == "text":
             chars += len(block.get("text", ""))
         elif kind == "image":
@@ -606,7 +606,8 @@ def _default_reply(body: dict[str, Any]) -> tuple[str, str | None, str]:
     messages = body["messages"]
     roles = [m.get("role", "?") for m in messages]
     last = next((m for m in reversed(messages) if m.get("role") in ("user", "tool")), messages[-1])
-    tools = [t.get("name") or (t.get("function") or {}).get("name")
+    # _validate has checked that every tool has a string name.
+    tools = [cast(str, t.get("name") or (t.get("function") or {}).get("name"))
              for t in body.get("tools") or []]
     system = isinstance(body.get("system"), (str, list)) or "system" in roles
     clauses = [

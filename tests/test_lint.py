@@ -1,4 +1,4 @@
-"""The code stays ruff-clean (the configuration is in pyproject.toml)."""
+"""The code stays ruff- and mypy-clean (the configuration is in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -18,4 +18,12 @@ def test_ruff_is_clean():
         pytest.skip("ruff is not installed (it is in the test extra)")
     result = subprocess.run([ruff, "check", "--quiet", str(ROOT)], capture_output=True,
                             text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean():
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent)) or shutil.which("mypy")
+    if mypy is None:
+        pytest.skip("mypy is not installed (it is in the test extra)")
+    result = subprocess.run([mypy], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
