@@ -477,6 +477,11 @@ class Session:
                         view.fail(turn, exc)
                     self._emit("error", turn)
                 raise
+            except Exception as exc:  # a bug must not leave a waiting mark or a half turn
+                if view is not None:
+                    view.fail(turn, exc)
+                self._emit("error", turn)
+                raise
             finally:
                 self._active = None
                 self.busy = False
@@ -533,12 +538,15 @@ class Session:
 
     def _request(self, body: dict[str, Any], opts: Options, step: Step, turn: Turn,
                  token: CancelToken, view: Any, label: str | None) -> None:
-        from ._cache import request_key
+        from ._cache import ReplayError, request_key
 
         key = request_key(body)
         replay_file = _replay_file(self.settings.replay_path) if opts.replay != "off" else None
         if replay_file is not None and opts.replay in ("auto", "replay"):
-            entry = _get_entry(replay_file, key)
+            try:
+                entry = _get_entry(replay_file, key)
+            except ReplayError as exc:
+                raise ConfigError(str(exc)) from None
             if entry is not None:
                 step.reply = Reply.from_dict(entry["reply"])
                 step.reply.replayed = True
@@ -584,7 +592,10 @@ class Session:
             reply.warnings.append("the stream ended without saying why it stopped")
         if replay_file is not None and opts.replay in ("auto", "record") and reply.done \
                 and not reply.partial:
-            replay_file.put(key, reply=reply.to_dict(), request=body)
+            try:
+                replay_file.put(key, reply=reply.to_dict(), request=body)
+            except ReplayError as exc:  # the reply is good; only its record failed
+                reply.warnings.append(f"not recorded: {exc}")
 
     def _client(self) -> Client:
         from ._client import Client

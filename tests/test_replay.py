@@ -200,3 +200,12 @@ def test_to_notebook_writes_a_markdown_cell_per_turn_with_image_attachments(conf
     (name, bundle), = turns[0].attachments.items()
     assert f"(attachment:{name})" in turns[0].source and "image/png" in bundle
     assert "Second." in turns[1].source
+
+
+def test_an_unwritable_replay_file_does_not_cost_the_reply(run, server, auto, tmp_path):
+    _config.settings.update(replay_path=str(tmp_path / "no-such-dir" / "replay.jsonl"))
+    server.reply("Still answered.")
+    cell = run("%%claude\nq")
+    assert cell.error is None and "Still answered." in cell.markdown
+    assert "not recorded:" in cell.markdown.rsplit("<sub>", 1)[1]
+    assert nb_claude.get_session().history[-1].reply.text == "Still answered."
