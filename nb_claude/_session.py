@@ -454,7 +454,13 @@ class Session:
                     options=opts.summary())
         if view is not None:
             view.start(turn)  # the waiting mark shows even while another turn holds the lock
-        with self._lock:
+        try:
+            self._lock.acquire()
+        except KeyboardInterrupt:
+            if view is not None:
+                view.fail(turn, KeyboardInterrupt())
+            raise
+        try:
             if new:
                 self.history.clear()
                 self._emit("reset", None)
@@ -465,6 +471,8 @@ class Session:
             try:
                 self._run(turn, base, opts, token, view, label)
             except (KeyboardInterrupt, Cancelled):
+                if not turn.steps:
+                    turn.steps.append(Step(Reply(model=opts.model)))
                 turn.reply.interrupted = True
                 self._close_turn(turn, index, view, "interrupted")
                 return turn.reply
@@ -486,6 +494,8 @@ class Session:
                 self._active = None
                 self.busy = False
             self._close_turn(turn, index, view, "end")
+        finally:
+            self._lock.release()
         return turn.reply
 
     def _close_turn(self, turn: Turn, index: int | None, view: Any, event: str) -> None:

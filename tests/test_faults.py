@@ -212,3 +212,21 @@ def test_stream_without_finish_chunk_or_done(run, server, seeded):
     assert cell.error is None
     assert "the stream ended without saying why it stopped" in cell.markdown
     next_cell_works(run, server, seeded)
+
+
+def test_interrupt_before_the_first_token_leaves_history_alone(run, server, seeded):
+    import os
+    import signal
+    import threading
+
+    server.reply("too late", first_byte_delay=3)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    cell = run("%%claude\nq")
+    timer.join()
+    assert time.monotonic() - started < 2
+    assert cell.error is None
+    assert "interrupted" in cell.markdown and "too late" not in cell.markdown
+    assert history() == seeded
+    next_cell_works(run, server, seeded)
