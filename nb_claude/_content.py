@@ -80,6 +80,10 @@ class Attachment:
     title: str | None = None
     object_type: str | None = None
 
+    def __repr__(self) -> str:
+        return (f"Attachment({self.description!r}, {self.media_type}, {len(self.data):,} bytes, "
+                f"sha256={self.sha256[:12]})")
+
     @cached_property
     def sha256(self) -> str:
         """Hex digest of `data`: a stable key for caches and provenance."""

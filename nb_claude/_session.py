@@ -49,6 +49,9 @@ class Step:
     reply: Reply
     results: list[ToolResult] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        return f"Step(reply={self.reply!r}, results={len(self.results)})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"reply": self.reply.to_dict(), "results": [r.to_dict() for r in self.results]}
 
@@ -73,6 +76,11 @@ class Turn:
     created: float = field(default_factory=time.time)
     note: str = ""
     _wire: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:37] + "..."
+        return (f"Turn(prompt={prompt!r}, attachments={len(self.attachments)}, "
+                f"steps={len(self.steps)}, source={self.source!r}, cell_id={self.cell_id!r})")
 
     @property
     def reply(self) -> Reply:

@@ -758,6 +758,10 @@ class ToolResult:
     summary: str = ""
     arguments: str = ""
 
+    def __repr__(self) -> str:
+        state = "error" if self.is_error else "ok"
+        return f"ToolResult({self.name!r}, {state}, {self.summary[:60]!r})"
+
     def to_block(self) -> dict[str, Any]:
         """The native `tool_result` block for the next user message."""
         return {"type": "tool_result", "tool_use_id": self.tool_use_id,

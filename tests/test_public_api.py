@@ -41,3 +41,17 @@ def test_reprs_are_short_and_keyless(configured):
     assert repr(session) == "Session(name='default', turns=0)"
     client = session._client()
     assert "sk-" not in repr(client) and "SENTINEL" not in repr(vars(client).keys())
+
+
+def test_reprs_of_history_objects_stay_short(configured, server):
+    from PIL import Image
+
+    from nb_claude._tools import ToolResult
+
+    session = nb_claude.get_session()
+    server.reply("x" * 5000)
+    session.ask("look", attach=[("big", Image.effect_noise((1200, 900), 60))], display=False)
+    turn = session.history[0]
+    for obj in (turn, turn.steps, turn.attachments, turn.reply, session.history,
+                ToolResult("id", "f", "y" * 10_000, summary="y" * 500)):
+        assert len(repr(obj)) < 300, repr(obj)[:400]
