@@ -76,3 +76,17 @@ def test_a_cell_with_thinking_tools_and_a_plot_renders_as_one_tidy_output(
     screenshot(page, "magic")
     request = standin.requests[-1].body
     assert request["messages"][-1]["content"][0]["type"] == "tool_result"
+
+
+def test_code_format_puts_the_code_in_a_new_cell_below(
+        page: Any, lab_server: JupyterServer, standin: StandInServer) -> None:
+    standin.reset()
+    open_notebook(page, lab_server, "code.ipynb")
+    run_cell(page, "%load_ext nb_claude")
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    standin.reply("Here you go:\n\n```python\nprint(sum(range(10)))\n```\n")
+    index = run_cell(page, "%%claude -f code\nSum 0..9 in Python")
+    new_cell = page.locator(CELL).nth(index + 1)
+    new_cell.locator(".cm-content").wait_for(timeout=10_000)
+    assert new_cell.locator(".cm-content").inner_text().strip() == "print(sum(range(10)))"
