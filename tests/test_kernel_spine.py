@@ -82,7 +82,7 @@ def test_interrupt_stops_within_a_second_and_keeps_the_partial_reply(kernel, sta
     md = markdown_outputs(result)[-1]["data"]["text/markdown"]
     assert md.startswith("w0 w1 ") and "interrupted" in md
     assert "w99" not in md
-    probe = kernel.execute("t = nb_claude.get_session().history[-1]\n"
+    probe = kernel.execute("import nb_claude\nt = nb_claude.get_session().history[-1]\n"
                            "print(t.interrupted, len(t.reply.text) > 0, t.prompt)")
     assert probe.stream() == "True True A long answer please\n"
     standin.reply("still works")
