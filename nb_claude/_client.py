@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,6 +64,7 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._response: httpx.Response | None = None
+        self._client: Client | None = None
         self._lock = threading.Lock()
 
     @property
@@ -72,8 +74,12 @@ class CancelToken:
     def cancel(self) -> None:
         self._event.set()
         with self._lock:
-            response = self._response
-        if response is None or _shutdown_socket(response):
+            response, client = self._response, self._client
+        if response is None:
+            if client is not None:
+                client._abort_waiting()  # still waiting for the response headers
+            return
+        if _shutdown_socket(response):
             return  # the reading thread wakes up with EOF and closes the response itself
         try:
             response.close()
@@ -87,6 +93,10 @@ class CancelToken:
         with self._lock:
             self._response = response
 
+    def _attach_client(self, client: Client | None) -> None:
+        with self._lock:
+            self._client = client
+
 
 def _shutdown_socket(response: httpx.Response) -> bool:
     """Wake a read blocked in another thread; True if the response had a socket.
@@ -95,7 +105,10 @@ def _shutdown_socket(response: httpx.Response) -> bool:
     recv(): a stalled stream would hold the read until the server sent more.
     shutdown() does. The base-class method leaves an SSL socket's state alone.
     """
-    stream = response.extensions.get("network_stream")
+    return _shutdown_stream(response.extensions.get("network_stream"))
+
+
+def _shutdown_stream(stream: Any) -> bool:
     get_info = getattr(stream, "get_extra_info", None)
     sock = get_info("socket") if callable(get_info) else None
     if not isinstance(sock, socket.socket):
@@ -228,6 +241,19 @@ class Client:
             timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
             trust_env=not _is_loopback(self.base_url),
         )
+        # The connections this client opened, so Stop can wake a request that is
+        # still waiting for its response headers (a session sends one at a time).
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            if stream is not None:
+                self._streams.add(stream)
+
+    def _abort_waiting(self) -> None:
+        for stream in list(self._streams):
+            _shutdown_stream(stream)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, max_retries={self.max_retries})"
@@ -261,18 +287,21 @@ class Client:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("stopped")
             retry_headers: httpx.Headers | None = None
+            if cancel is not None:
+                cancel._attach_client(self)
             try:
                 request = self._http.build_request("POST", self.url, content=content,
-                                                   headers=headers)
+                                                   headers=headers,
+                                                   extensions={"trace": self._trace})
                 response = self._http.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                failure: Exception = APITimeoutError(
-                    f"the service did not answer in time ({type(exc).__name__}); "
-                    "raise the timeout with %config ClaudeMagics.timeout = SECONDS")
             except httpx.TransportError as exc:
-                failure = APIConnectionError(
-                    f"could not reach {redact(self.base_url)}: {_short(exc)}")
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled("stopped") from None
+                failure: Exception = _transport_failure(exc, self.base_url)
             else:
+                if cancel is not None:
+                    cancel._attach(response)  # from here Stop shuts this response's socket
+                    cancel._attach_client(None)
                 if response.status_code < 400:
                     return response
                 try:
@@ -372,6 +401,13 @@ class Client:
             if cancel is not None:
                 cancel._attach(None)
             response.close()
+
+
+def _transport_failure(exc: httpx.TransportError, base_url: str) -> Exception:
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(f"the service did not answer in time ({type(exc).__name__}); "
+                               "raise the timeout with %config ClaudeMagics.timeout = SECONDS")
+    return APIConnectionError(f"could not reach {redact(base_url)}: {_short(exc)}")
 
 
 _DONE: dict[str, Any] = {}

@@ -230,3 +230,33 @@ def test_interrupt_before_the_first_token_leaves_history_alone(run, server, seed
     assert "interrupted" in cell.markdown and "too late" not in cell.markdown
     assert history() == seeded
     next_cell_works(run, server, seeded)
+
+
+@pytest.mark.parametrize("reuse", [False, True], ids=["new connection", "pooled connection"])
+def test_stop_while_waiting_for_the_first_byte_is_immediate(configured, server, reuse):
+    import threading
+
+    from nb_claude._client import CancelToken
+
+    session = nb_claude.get_session()
+    if reuse:
+        server.reply("warm-up")
+        session.ask("warm up the connection pool", display=False)
+    server.reply("far too late", first_byte_delay=5)
+    token = CancelToken()
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(
+        reply=session.ask("q", display=False, cancel=token)))
+    worker.start()
+    deadline = time.monotonic() + 5
+    while len(server.requests) < (2 if reuse else 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    stopped = time.monotonic()
+    token.cancel()
+    worker.join(timeout=5)
+    assert time.monotonic() - stopped < 0.5
+    assert box["reply"].interrupted and box["reply"].text == ""
+    assert [t.prompt for t in session.history] == (["warm up the connection pool"] if reuse else [])
+    server.reply("next one")
+    assert session.ask("again", display=False).text == "next one"
