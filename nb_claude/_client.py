@@ -327,8 +327,6 @@ class Client:
                on_response: Callable[[httpx.Response], None] | None = None) -> dict[str, Any]:
         """A non-streaming request: the parsed chat.completion body."""
         response = self._open({**body, "stream": False}, stream=False, cancel=cancel)
-        if cancel is not None:
-            cancel._attach(response)
         try:
             if on_response is not None:
                 on_response(response)
@@ -362,8 +360,6 @@ class Client:
         StreamError (the caller keeps what it has shown).
         """
         response = self._open({**body, "stream": True}, stream=True, cancel=cancel)
-        if cancel is not None:
-            cancel._attach(response)
         try:
             if on_response is not None:
                 on_response(response)

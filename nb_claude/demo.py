@@ -77,15 +77,22 @@ def _wait_ready(lab: subprocess.Popen[bytes], url: str, timeout: float = 120) ->
     return False
 
 
+def _say(text: str, stream: Any = None) -> None:
+    """A line for the person at the console (this module is a console program)."""
+    out = stream if stream is not None else sys.stdout
+    out.write(text + "\n")
+    out.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     notebook: Path = args.notebook.expanduser().resolve()
     if not notebook.is_file():
-        print(f"Notebook not found: {args.notebook}. Run this from the nb_claude repository root "
-              "or pass --notebook PATH.", file=sys.stderr)
+        _say(f"Notebook not found: {args.notebook}. Run this from the nb_claude repository root "
+             "or pass --notebook PATH.", sys.stderr)
         return 2
     if importlib.util.find_spec("jupyterlab") is None:
-        print('JupyterLab is not installed: pip install -e ".[demo]"', file=sys.stderr)
+        _say('JupyterLab is not installed: pip install -e ".[demo]"', sys.stderr)
         return 1
 
     env = dict(os.environ, NB_CLAUDE_DEMO="1")
@@ -96,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         standin = StandInServer().start()
         env["NB_CLAUDE_BASE_URL"] = standin.url
         env["AIMLAPI_KEY"] = "stand-in"
-        print(f"No AIMLAPI_KEY set: replies come from the offline stand-in server at "
-              f"{standin.url}, not from Claude.", flush=True)
+        _say(f"No AIMLAPI_KEY set: replies come from the offline stand-in server at "
+             f"{standin.url}, not from Claude.")
 
     port, token = args.port or _free_port(), secrets.token_hex(24)
     cmd, root = _lab_command(notebook, port, args.no_browser)
@@ -112,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                                start_new_session=True)
         if _wait_ready(lab, f"{base}/api/status?token={token}"):
             rel = quote(notebook.relative_to(root).as_posix())
-            print(f"JupyterLab is ready: {base}/lab/tree/{rel}?token={token}\n"
-                  "Press Ctrl-C to stop.", flush=True)
+            _say(f"JupyterLab is ready: {base}/lab/tree/{rel}?token={token}\n"
+                 "Press Ctrl-C to stop.")
         return lab.wait()
     except KeyboardInterrupt:
-        print("Stopping JupyterLab...", flush=True)
+        _say("Stopping JupyterLab...")
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
