@@ -3,6 +3,10 @@
 The replay file is JSON Lines, one entry per request, appended and never
 rewritten, so it merges well in git and survives several kernels writing at
 once. An entry is found by `request_key(body)`; the last entry for a key wins.
+A reply that asked for tools carries the tool results sent back (`results`),
+so a replay never has to run a recorded call. The file is untrusted input: the
+API key is redacted from everything written, and a file that is not a replay
+file is never appended to.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+from ._config import redact
+
 try:
     import fcntl
 except ImportError:  # Windows: O_APPEND alone keeps whole lines apart in practice.
@@ -33,7 +39,7 @@ REPLAY_MODES = ("auto", "replay", "record", "off")
 # Top-level body keys that do not change what the model answers.
 _KEY_IGNORED = frozenset({"stream", "metadata"})
 # Keys an entry always has; `extra` may not replace them.
-_RESERVED = frozenset({"v", "key", "created", "request", "reply"})
+_RESERVED = frozenset({"v", "key", "created", "request", "reply", "results"})
 _MODE_ALIASES = {
     **{mode: mode for mode in REPLAY_MODES},
     **dict.fromkeys(("1", "true", "yes", "on", "enabled", "enable"), "auto"),
@@ -41,6 +47,8 @@ _MODE_ALIASES = {
 }
 _SYSTEM_CHARS = 200
 _TEXT_CHARS = 80
+_SCAN_BLOCK = 1 << 16
+_MAX_LINE = 1 << 26  # a longer line is not a replay entry; it is skipped, not kept in memory
 
 
 class ReplayError(RuntimeError):
@@ -243,11 +251,71 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
 
 
 def _encode_line(entry: dict[str, Any]) -> bytes:
+    """One JSON line with the API key redacted (a tool or a reply may have quoted it)."""
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    redacted = redact(text)
+    if redacted != text:
+        try:
+            json.loads(redacted)
+        except ValueError:  # the key straddled JSON syntax: redact string by string
+            redacted = json.dumps(_redact_strings(entry), ensure_ascii=False,
+                                  separators=(",", ":"))
     try:
-        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
-        return text.encode("utf-8") + b"\n"
+        return redacted.encode("utf-8") + b"\n"
     except UnicodeEncodeError:  # a lone surrogate: fall back to \u escapes
-        return json.dumps(entry, separators=(",", ":")).encode("ascii") + b"\n"
+        return redact(json.dumps(_redact_strings(entry), separators=(",", ":"))).encode(
+            "ascii") + b"\n"
+
+
+def _redact_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _redact_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_strings(v) for v in value]
+    return value
+
+
+def _decode_entry(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The replay entry on one line, or None and what is wrong with the line."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, "line"
+    if isinstance(entry, dict) and isinstance(entry.get("key"), str) \
+            and isinstance(entry.get("reply"), dict):
+        return entry, ""
+    return None, "entry without key or reply"
+
+
+def _holds_entries(fd: int, size: int) -> bool:
+    """True when the file is blank or one of its lines is a replay entry.
+
+    Reads only as far as the first entry, so a real replay file costs one block.
+    """
+    offset, pending, blank, skipping = 0, b"", True, False
+    while offset < size:
+        block = _pread(fd, min(_SCAN_BLOCK, size - offset), offset)
+        if not block:
+            break
+        offset += len(block)
+        *lines, pending = (pending + block).split(b"\n")
+        for line in lines:
+            if skipping:
+                skipping = False
+                continue
+            if line.strip():
+                blank = False
+                if _decode_entry(line.strip())[0] is not None:
+                    return True
+        if len(pending) > _MAX_LINE:
+            pending, skipping, blank = b"", True, False
+    if pending.strip() and not skipping:
+        blank = False
+        if _decode_entry(pending.strip())[0] is not None:
+            return True
+    return blank
 
 
 class ReplayFile:
@@ -260,6 +328,8 @@ class ReplayFile:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = pathlib.Path(os.fspath(path)).expanduser()
         self._lock = threading.RLock()
+        # (inode, size) of the file when it was last seen to hold replay entries
+        self._checked: tuple[int, int] | None = None
         self._reset()
 
     def __repr__(self) -> str:
@@ -324,33 +394,38 @@ class ReplayFile:
     def _parse(self, data: bytes) -> None:
         *lines, rest = data.split(b"\n")
         offset = self._offset
+        problems: list[tuple[int, str]] = []  # (byte offset, message) of skipped lines
         for line in lines:
             self._lineno += 1
-            entry = self._entry(line, offset, self._lineno, "corrupt")
+            entry = self._entry(line, offset, self._lineno, "corrupt", problems)
             if entry is not None:
                 self._entries[entry["key"]] = entry
                 self._count += 1
             offset += len(line) + 1
         self._offset = offset
-        self._tail = self._entry(rest, offset, self._lineno + 1, "truncated") if rest else None
+        self._tail = (self._entry(rest, offset, self._lineno + 1, "truncated", problems)
+                      if rest else None)
+        self._warned.update(offset for offset, _ in problems)
+        messages = [message for _, message in problems]
+        if not self._count and self._tail is None and len(messages) > 1:
+            # Not a replay file at all (a mistyped replay_path): one warning, not one a line.
+            messages = [f"{self.path}: not a replay file (no line is a replay entry); "
+                        "nothing is replayed from it"]
+        for message in messages:
+            warnings.warn(message, ReplayWarning, stacklevel=5)
 
-    def _entry(self, line: bytes, offset: int, lineno: int, what: str) -> dict[str, Any] | None:
+    def _entry(self, line: bytes, offset: int, lineno: int, what: str,
+               problems: list[tuple[int, str]]) -> dict[str, Any] | None:
         line = line.strip()
         if not line:
             return None
-        try:
-            entry = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            entry, problem = None, f"{what} line"
-        else:
-            problem = "entry without key or reply"
-            if isinstance(entry, dict) and isinstance(entry.get("key"), str) \
-                    and isinstance(entry.get("reply"), dict):
-                return entry
+        entry, problem = _decode_entry(line)
+        if entry is not None:
+            return entry
+        if problem == "line":
+            problem = f"{what} line"
         if offset not in self._warned:
-            self._warned.add(offset)
-            warnings.warn(f"{self.path}:{lineno}: skipped {problem} in replay file",
-                          ReplayWarning, stacklevel=6)
+            problems.append((offset, f"{self.path}:{lineno}: skipped {problem} in replay file"))
         return None
 
     def get(self, key: str) -> dict | None:
@@ -380,11 +455,13 @@ class ReplayFile:
 
     # -- writing
 
-    def put(self, key: str, *, reply: dict, request: dict,
+    def put(self, key: str, *, reply: dict, request: dict, results: list[dict] | None = None,
             extra: dict | None = None) -> dict:
         """Append an entry for `key` and return it.
 
         `request` is the request body; only its `request_summary` is stored.
+        `results` are the tool results sent back after a reply that asked for tools.
+        An existing file none of whose lines is a replay entry is refused.
         """
         clash = _RESERVED.intersection(extra or {})
         if clash:
@@ -392,6 +469,8 @@ class ReplayFile:
         created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         entry = {"v": 1, "key": key, "created": created.replace("+00:00", "Z"),
                  "request": request_summary(request), "reply": reply, **(extra or {})}
+        if results is not None:
+            entry["results"] = results
         line = _encode_line(entry)
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
@@ -404,7 +483,15 @@ class ReplayFile:
                               "choose a writable path or set the replay mode to 'off'") from None
         try:
             with _locked(fd, exclusive=True):
-                size = os.fstat(fd).st_size
+                st = os.fstat(fd)
+                size = st.st_size
+                checked = self._checked
+                if size and (checked is None or checked[0] != st.st_ino or size < checked[1]):
+                    if not _holds_entries(fd, size):
+                        raise ReplayError(
+                            f"not recording to {self.path}: it is not a replay file (no line "
+                            "is a replay entry); set replay_path to a new .jsonl file")
+                    self._checked = (st.st_ino, size)
                 if size and _pread(fd, 1, size - 1) != b"\n":
                     line = b"\n" + line  # a writer died mid-line: do not glue onto it
                 view = memoryview(line)

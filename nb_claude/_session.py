@@ -8,6 +8,7 @@ partial; a failed request leaves the history as it was.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import threading
@@ -40,6 +41,18 @@ __all__ = ["Session", "Turn", "Step", "get_session", "sessions"]
 _MODEL_RE = re.compile(r"^(anthropic/)?claude-[a-z0-9][a-z0-9.\-]*$")
 
 Listener = Callable[[str, "Turn | None"], None]
+Confirmer = Callable[[str, str], bool]
+"""Asked before a tool call runs: `confirmer(name, arguments_json) -> run it?`."""
+
+REPLAY_TOOLS = ("replay", "run")
+# A reply may hold this many characters per max_tokens token (text, thinking and
+# tool-call arguments together) before the stream counts as runaway.
+_CHARS_PER_TOKEN = 16
+_REPLY_SLACK_CHARS = 1024
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_NO_STDIN = ("no way to ask: this front end has no input box; pass --confirm only in "
+             "interactive notebooks")
+_NOT_RUN = "not run: interrupted"
 
 
 @dataclass
@@ -221,6 +234,13 @@ class Options:
     max_steps: int
     confirm: bool
     replay: str
+    replay_tools: str = "replay"
+    confirmer: Confirmer | None = None  # None: ask on the cell's stdin
+    confirm_explicit: bool = False  # the caller chose confirm=..., not the settings
+
+    @property
+    def max_reply_chars(self) -> int:
+        return _CHARS_PER_TOKEN * self.max_tokens + _REPLY_SLACK_CHARS
 
     def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens,
@@ -308,8 +328,15 @@ class Session:
         return total
 
     def reset(self) -> None:
-        with self._lock:
+        """Forget the conversation, stopping a reply in flight first (from any thread)."""
+        # The reply's thread holds the lock until its turn is closed; stop it (and
+        # any request that takes the lock next) rather than wait for it to end.
+        while not self._lock.acquire(timeout=0.05):
+            self.stop()
+        try:
             self.history.clear()
+        finally:
+            self._lock.release()
         self._emit("reset", None)
 
     def stop(self) -> None:
@@ -323,10 +350,14 @@ class Session:
                 system: str | None = None, stop: str | Sequence[str] | None = None,
                 stream: bool | None = None, thinking: bool | int | str | None = None,
                 tools: object = None, tool_choice: str | None = None,
-                max_steps: int | None = None, confirm: bool | None = None,
-                replay: str | None = None, namespace: Mapping[str, object] | None = None,
-                ) -> Options:
-        """Validate options against the service's limits, before anything is sent."""
+                max_steps: int | None = None, confirm: bool | Confirmer | None = None,
+                replay: str | None = None, replay_tools: str | None = None,
+                namespace: Mapping[str, object] | None = None) -> Options:
+        """Validate options against the service's limits, before anything is sent.
+
+        `confirm` is True/False, or a confirmer `(name, arguments) -> bool` that
+        asks in the caller's own way (and turns confirmation on).
+        """
         cfg = self.settings
         model = (model or cfg.model).strip()
         if not _MODEL_RE.match(model):
@@ -341,6 +372,9 @@ class Session:
         for item in stops:
             if not isinstance(item, str) or not item.strip():
                 raise ConfigError("a stop sequence must be non-empty text")
+            _check_text(item, "stop sequence")
+        system = cfg.system if system is None else system
+        _check_text(system, "system prompt")
         if thinking is True:
             thinking = "adaptive"
         elif thinking is False or thinking is None:
@@ -375,12 +409,19 @@ class Session:
             mode = resolve_mode(replay or cfg.replay_mode)
         except ReplayError as exc:
             raise ConfigError(str(exc)) from None
-        return Options(model=model, max_tokens=max_tokens,
-                       system=cfg.system if system is None else system, stop=stops,
+        chosen = replay_tools or cfg.replay_tools or "replay"
+        rerun = chosen.strip().lower() if isinstance(chosen, str) else chosen
+        if rerun not in REPLAY_TOOLS:
+            raise ConfigError(f"--replay-tools takes replay (use the recorded tool results) or "
+                              f"run (run them again, asking first), not {chosen!r}")
+        confirmer = confirm if callable(confirm) else None
+        return Options(model=model, max_tokens=max_tokens, system=system, stop=stops,
                        stream=cfg.stream if stream is None else bool(stream),
                        thinking=thinking, tools=tool_list, tool_choice=tool_choice,
-                       max_steps=steps, confirm=cfg.confirm_tools if confirm is None else confirm,
-                       replay=mode)
+                       max_steps=steps,
+                       confirm=bool(cfg.confirm_tools if confirm is None else confirm),
+                       replay=mode, replay_tools=rerun, confirmer=confirmer,
+                       confirm_explicit=confirm is not None)
 
     def attachments(self, attach: object) -> list[Attachment]:
         """Turn objects, paths and (name, object) pairs into attachments, checking limits."""
@@ -430,10 +471,11 @@ class Session:
     def request_body(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
                      **options: Any) -> dict[str, Any]:
         """The exact JSON body `ask` would send first (for --dry-run); sends nothing."""
+        _check_text(prompt, "prompt")
         opts = self.options(**options)
         turn = Turn(_clean(prompt), self.attachments(attach))
         _, base = self._base(cell_id)
-        body = opts.body(wire_messages(base) + [{"role": "user", "content": turn.user_content()}])
+        body = opts.body(wire_messages([*base, _pending(turn)]))
         body["stream"] = opts.stream
         return body
 
@@ -444,11 +486,14 @@ class Session:
         """Send `prompt` (with attachments) and return the reply.
 
         Options: model, max_tokens, system, stop, stream, thinking, tools,
-        tool_choice, max_steps, confirm, replay, namespace. In a notebook the
-        reply is displayed as it streams unless display=False.
+        tool_choice, max_steps, confirm, replay, replay_tools, namespace.
+        `confirm` may be a confirmer `(name, arguments) -> bool`; the default one
+        asks on the cell's stdin. In a notebook the reply is displayed as it
+        streams unless display=False.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt is empty: write a question in the cell")
+        _check_text(prompt, "prompt")
         opts = self.options(**options)
         attachments = self.attachments(attach)
         if view is None and (display or (display is None and _in_notebook())):
@@ -485,8 +530,11 @@ class Session:
                 self._close_turn(turn, index, view, "interrupted")
                 return turn.reply
             except NbClaudeError as exc:
-                if isinstance(exc, StreamError) and (turn.reply.text or turn.reply.thinking):
-                    turn.reply.error = str(exc)
+                kept = bool(turn.reply.text or turn.reply.thinking
+                            or any(s.results for s in turn.steps))
+                if isinstance(exc, StreamError):
+                    turn.reply.error = _say_what_was_kept(exc, kept)
+                if isinstance(exc, StreamError) and kept:
                     self._close_turn(turn, index, view, "error")
                 else:
                     if view is not None:
@@ -521,60 +569,111 @@ class Session:
 
     def _run(self, turn: Turn, base: list[Turn], opts: Options, token: CancelToken, view: Any,
              label: str | None) -> None:
-        base_messages = wire_messages(base)
         tool_map = {t.name: t for t in opts.tools}
         for step_number in range(opts.max_steps):
-            body = opts.body(base_messages + wire_messages([_pending(turn)]))
+            # One merged list: a turn interrupted in its tools ends on a user message.
+            body = opts.body(wire_messages([*base, _pending(turn)]))
             step = Step(Reply(model=opts.model))
             turn.steps.append(step)
-            self._request(body, opts, step, turn, token, view, label)
+            last = step_number == opts.max_steps - 1
+            found = self._request(body, opts, step, turn, token, view, label, tools_run=not last)
             reply = step.reply
             if not reply.tool_calls or reply.partial:
                 return
-            if step_number == opts.max_steps - 1:
-                turn.note = (f"stopped after {opts.max_steps} tool steps (--max-steps); "
-                             "the last tool calls were not run")
+            if last:
+                turn.note = _join_note(turn.note, f"stopped after {opts.max_steps} tool steps "
+                                                  "(--max-steps); the last tool calls were not run")
                 return
-            step.results = self._call_tools(reply, tool_map, opts, view, turn)
+            if found.results is not None and opts.replay_tools == "replay":
+                step.results = found.results  # recorded: nothing runs again
+                turn.note = _join_note(turn.note, "tool results replayed")
+            else:
+                if reply.replayed:
+                    turn.note = _join_note(turn.note, "replayed tool calls were run again")
+                self._call_tools(step, tool_map, opts, view, turn)
+                if found.record is not None:
+                    self._record(turn, found.record, reply, step.results)
             if view is not None:
                 view.update(turn, force=True)
             self._emit("update", turn)
 
-    def _call_tools(self, reply: Reply, tool_map: dict[str, Tool], opts: Options, view: Any,
-                    turn: Turn) -> list[ToolResult]:
-        from ._tools import ToolResult, run_tool_call
+    def _call_tools(self, step: Step, tool_map: dict[str, Tool], opts: Options, view: Any,
+                    turn: Turn) -> None:
+        """Run the step's tool calls into `step.results`; every call gets a result.
 
-        results = []
-        for call in reply.tool_calls:
-            if opts.confirm and not _confirm(call.name, call.arguments):
-                results.append(ToolResult(call.id, call.name, "the user declined this call",
-                                          is_error=True, summary="declined",
-                                          arguments=call.arguments))
-                continue
-            results.append(run_tool_call(call, tool_map))
-        return results
+        A replayed call always asks first unless the caller passed confirm=False.
+        """
+        from ._tools import ToolInterrupted, ToolResult, run_tool_call
+
+        reply = step.reply
+        ask = opts.confirm or (reply.replayed and not opts.confirm_explicit)
+        confirmer = opts.confirmer or _ask_on_stdin
+        results: list[ToolResult] = []
+        for position, call in enumerate(reply.tool_calls):
+            if ask:
+                reason = None  # why nobody could be asked
+                try:
+                    allowed = confirmer(call.name, call.arguments)
+                except _CannotAsk as exc:
+                    allowed, reason = False, str(exc)
+                except (EOFError, NotImplementedError):  # IPython's StdinNotImplementedError
+                    allowed, reason = False, _NO_STDIN
+                if not allowed:
+                    content = f"not run: {reason}" if reason else "the user declined this call"
+                    results.append(ToolResult(call.id, call.name, content, is_error=True,
+                                              summary=reason or "declined",
+                                              arguments=call.arguments))
+                    continue
+            try:
+                results.append(run_tool_call(call, tool_map))
+            except ToolInterrupted as exc:
+                # Answer every call, so no tool_use is left without its result.
+                results.append(exc.result)
+                results += [ToolResult(c.id, c.name, _NOT_RUN, is_error=True, summary=_NOT_RUN,
+                                       arguments=c.arguments)
+                            for c in reply.tool_calls[position + 1:]]
+                step.results = results
+                raise
+        step.results = results
 
     def _request(self, body: dict[str, Any], opts: Options, step: Step, turn: Turn,
-                 token: CancelToken, view: Any, label: str | None) -> None:
+                 token: CancelToken, view: Any, label: str | None, *,
+                 tools_run: bool = True) -> _Found:
+        """Fill `step.reply` from the replay file or the service.
+
+        A reply that asks for tools is recorded by `_run` once its results are
+        known; `tools_run` says whether its tool calls would run in this turn.
+        """
         from ._cache import ReplayError, request_key
 
         key = request_key(body)
         replay_file = _replay_file(self.settings.replay_path) if opts.replay != "off" else None
+        where = f" for {label}" if label else ""
         if replay_file is not None and opts.replay in ("auto", "replay"):
             try:
                 entry = _get_entry(replay_file, key)
             except ReplayError as exc:
                 raise ConfigError(str(exc)) from None
             if entry is not None:
-                step.reply = Reply.from_dict(entry["reply"])
-                step.reply.replayed = True
-                step.reply.request_sha256 = key
-                if view is not None:
-                    view.update(turn, force=True)
-                self._emit("update", turn)
-                return
-            if opts.replay == "replay":
-                where = f" for {label}" if label else ""
+                recorded = Reply.from_dict(entry["reply"])
+                results = _recorded_results(entry, recorded)
+                if recorded.tool_calls and tools_run and results is None \
+                        and opts.replay_tools == "replay":
+                    # Never run a recorded call silently: ask live (auto) or stop (strict).
+                    if opts.replay == "replay":
+                        raise ReplayMissError(
+                            f"the recorded reply{where} in {replay_file.path.name} asks for tools "
+                            "but has no recorded tool results (strict replay mode): record it "
+                            "again with --replay record, or pass --replay-tools run to run them")
+                else:
+                    step.reply = recorded
+                    recorded.replayed = True
+                    recorded.request_sha256 = key
+                    if view is not None:
+                        view.update(turn, force=True)
+                    self._emit("update", turn)
+                    return _Found(results=results)
+            elif opts.replay == "replay":
                 raise ReplayMissError(
                     f"no recorded reply{where} in {replay_file.path.name} (strict replay mode): "
                     "the prompt, an attachment or an option changed; run it with a key and "
@@ -590,12 +689,24 @@ class Session:
         try:
             if opts.stream:
                 listeners = self._listeners
-                for event in client.stream(body, cancel=token, on_response=on_response):
-                    accumulate(event, reply)
-                    if view is not None:
-                        view.update(turn)
-                    if listeners:
-                        self._emit("update", turn)
+                limit = opts.max_reply_chars
+                events = client.stream(body, cancel=token, on_response=on_response)
+                try:
+                    for event in events:
+                        accumulate(event, reply)
+                        size = _reply_chars(reply)
+                        if size > limit:
+                            raise StreamError(
+                                f"the reply passed {size:,} characters, more than "
+                                f"max_tokens={opts.max_tokens} allows: stopped")
+                        if view is not None:
+                            view.update(turn)
+                        if listeners:
+                            self._emit("update", turn)
+                finally:
+                    close = getattr(events, "close", None)
+                    if close is not None:
+                        close()  # a runaway stream stops being read here
             else:
                 data = client.create(body, cancel=token, on_response=on_response)
                 fresh = reply_from_response(data)
@@ -608,25 +719,39 @@ class Session:
             _estimate_cost(reply, self.settings)
         if not reply.done and not reply.error:
             reply.warnings.append("the stream ended without saying why it stopped")
-        if replay_file is not None and opts.replay in ("auto", "record") and reply.done \
-                and not reply.partial:
-            try:
-                replay_file.put(key, reply=reply.to_dict(), request=body)
-            except ReplayError as exc:  # the reply is good; only its record failed
-                reply.warnings.append(f"not recorded: {exc}")
+        if replay_file is None or opts.replay not in ("auto", "record") or not reply.done \
+                or reply.partial:
+            return _Found()
+        record = _Record(replay_file, key, body)
+        if reply.tool_calls and tools_run:
+            return _Found(record=record)  # written with its tool results, after they ran
+        self._record(turn, record, reply, None)
+        return _Found()
+
+    def _record(self, turn: Turn, record: _Record, reply: Reply,
+                results: list[ToolResult] | None) -> None:
+        """Append a finished step to the replay file; a failure costs only the record."""
+        from ._cache import ReplayError
+
+        try:
+            record.file.put(record.key, reply=reply.to_dict(), request=record.body,
+                            results=None if results is None else [r.to_dict() for r in results])
+        except ReplayError as exc:  # the reply is good; only its record failed
+            turn.note = _join_note(turn.note, f"not recorded: {exc}")
 
     def _client(self) -> Client:
         from ._client import Client
 
         cfg = self.settings
         key = get_api_key()
-        identity = (cfg.base_url, key, cfg.timeout, cfg.connect_timeout, cfg.max_retries,
-                    id(self.transport))
+        # The key's digest, never the key: this dict shows in vars(session).
+        identity = (cfg.base_url, _key_digest(key), cfg.timeout, cfg.connect_timeout,
+                    cfg.max_retries, id(self.transport))
         client = self._clients.get(identity)
         if client is None:
             for old in self._clients.values():
                 old.close()
-            self._clients = {identity: Client(api_key=key, base_url=cfg.base_url,
+            self._clients = {identity: Client(api_key=_key_text(key), base_url=cfg.base_url,
                                               timeout=cfg.timeout,
                                               connect_timeout=cfg.connect_timeout,
                                               max_retries=cfg.max_retries,
@@ -721,12 +846,101 @@ def _default_name(obj: object, position: int) -> str:
     return f"attachment {position}"
 
 
-def _confirm(name: str, arguments: str) -> bool:
-    """Ask on the cell's stdin; a request from the panel's thread cannot ask, so it declines."""
+class _CannotAsk(Exception):
+    """The confirmer has no way to ask; the call is declined with this reason."""
+
+
+def _ask_on_stdin(name: str, arguments: str) -> bool:
+    """The default confirmer: ask on the cell's stdin, where there is one."""
     if threading.current_thread() is not threading.main_thread():
-        return False
-    answer = input(f"Run tool {name}({arguments[:200]})? [y/N] ")
+        raise _CannotAsk("no way to ask outside the notebook's main thread (as in the chat "
+                         "panel); run the prompt in a cell with --confirm")
+    try:
+        answer = input(f"Run tool {name}({arguments[:200]})? [y/N] ")
+    except (EOFError, NotImplementedError):  # NotImplementedError: StdinNotImplementedError
+        raise _CannotAsk(_NO_STDIN) from None
     return answer.strip().lower() in ("y", "yes")
+
+
+@dataclass
+class _Record:
+    """Where a fresh reply is to be recorded: the file, its request key and body."""
+
+    file: Any
+    key: str
+    body: dict[str, Any]
+
+
+@dataclass
+class _Found:
+    """What `_request` learned: recorded tool results, or a record still to write."""
+
+    results: list[ToolResult] | None = None
+    record: _Record | None = None
+
+
+def _recorded_results(entry: dict[str, Any], reply: Reply) -> list[ToolResult] | None:
+    """The entry's tool results in call order, or None unless every call has a usable one."""
+    from ._tools import ToolResult
+
+    raw = entry.get("results")
+    if not reply.tool_calls or not isinstance(raw, list):
+        return None
+    by_id: dict[str, ToolResult] = {}
+    for item in raw:
+        if not isinstance(item, dict):
+            return None
+        content = item.get("content")
+        if not isinstance(content, str) and not (
+                isinstance(content, list) and all(isinstance(b, dict) for b in content)):
+            return None
+        result = ToolResult.from_dict(item)
+        by_id[result.tool_use_id] = result
+    try:
+        return [by_id[call.id] for call in reply.tool_calls]
+    except KeyError:
+        return None
+
+
+def _key_text(key: object) -> str | None:
+    """The key as text (a Secret reveals it here, where it is used at once)."""
+    reveal = getattr(key, "reveal", None)
+    text = reveal() if callable(reveal) else key
+    return text if isinstance(text, str) and text else None
+
+
+def _key_digest(key: object) -> str | None:
+    """A short sha256 of the key: identifies it without holding it."""
+    text = _key_text(key)
+    if text is None:
+        return None
+    return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:16]
+
+
+def _reply_chars(reply: Reply) -> int:
+    return len(reply.text) + len(reply.thinking) + sum(len(c.arguments) for c in reply.tool_calls)
+
+
+def _join_note(note: str, addition: str) -> str:
+    if addition in note.split("; "):
+        return note
+    return f"{note}; {addition}" if note else addition
+
+
+def _check_text(text: str, what: str) -> None:
+    """Refuse text that cannot be sent as UTF-8 JSON, naming where the bad character is."""
+    found = _SURROGATE_RE.search(text) if isinstance(text, str) else None
+    if found is not None:
+        raise ConfigError(f"the {what} has a lone surrogate (\\u{ord(found.group()):04x}) at "
+                          f"character {found.start() + 1}: delete it or paste the text again")
+
+
+def _say_what_was_kept(exc: StreamError, kept: bool) -> str:
+    """End the error's one line with whether the partial reply was kept; return the cause."""
+    # The client's own wording said "kept" whether or not anything was: drop it.
+    message = str(exc).replace("the partial reply was kept", "").rstrip("; ")
+    exc.args = (message + ("; the partial reply was kept" if kept else "; nothing was kept"),)
+    return message
 
 
 def _in_notebook() -> bool:

@@ -303,11 +303,12 @@ def test_unchanged_file_is_not_read_again(tmp_path):
 def test_growth_reads_only_the_tail(tmp_path):
     path = tmp_path / "r.jsonl"
     ReplayFile(path).put("a", reply=reply_dict("A"), request={})
+    ReplayFile(path).put("z", reply=reply_dict("Z"), request={})
     replay = ReplayFile(path)
     assert replay.get("a")["reply"]["text"] == "A"
     # Garble the first line in place, keeping its line end: only a full read would notice.
-    raw = path.read_bytes()
-    path.write_bytes(b"#" * (len(raw) - 1) + b"\n")
+    first, rest = path.read_bytes().split(b"\n", 1)
+    path.write_bytes(b"#" * len(first) + b"\n" + rest)
     ReplayFile(path).put("b", reply=reply_dict("B"), request={})
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -109,14 +109,19 @@ def test_tool_loops_replay_step_by_step(run, server, auto):
     server.reply(tool_calls=[{"name": "add", "arguments": {"a": 2, "b": 3}, "id": "call_1"}])
     server.reply("It is 5.")
     first = run("%%claude --tools add\n2+3?")
-    assert len(lines(auto)) == 2
+    entries = lines(auto)
+    assert len(entries) == 2
+    assert entries[0]["results"][0]["tool_use_id"] == "call_1"  # the results sent back
+    assert "results" not in entries[1]
     run("%claude_reset")
     server.reset()
     second = run("%%claude --tools add\n2+3?")
     assert server.requests == []
     assert FOOTER.sub("", first.markdown).replace(" · replayed", "") == \
-        FOOTER.sub("", second.markdown).replace(" · replayed", "")
-    assert run("print(calls)").stdout == "[(2, 3), (2, 3)]\n"
+        FOOTER.sub("", second.markdown).replace(" · replayed", "").replace(
+            " · tool results replayed", "")
+    assert "tool results replayed" in second.markdown.rsplit("<sub>", 1)[1]
+    assert run("print(calls)").stdout == "[(2, 3)]\n"  # the replay ran nothing
     nb_claude._tools.unregister("add")
 
 
