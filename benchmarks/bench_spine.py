@@ -285,8 +285,10 @@ def _session_consume(transport: Any) -> Callable[[], str]:
     from nb_claude._config import Settings
     from nb_claude._session import Session
 
+    # max_tokens large enough that the client's runaway-reply cap never cuts the long stream.
     session = Session("bench-stream", config=Settings(base_url=BASE_URL, replay_mode="off",
-                                                      max_retries=0), transport=transport)
+                                                      max_retries=0, max_tokens=128_000),
+                      transport=transport)
 
     def consume() -> str:
         session.history.clear()

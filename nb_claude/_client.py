@@ -15,22 +15,32 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ._config import redact
+from ._config import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FIRST_BYTE_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    Secret,
+    Settings,
+    check_base_url,
+    get_api_key,
+    redact,
+)
 from ._errors import (
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
     Cancelled,
+    ConfigError,
     MissingKeyError,
     StreamError,
 )
-from ._sse import SSEDecoder
+from ._sse import MAX_LINE_BYTES, LineTooLong, SSEDecoder
 
 __all__ = ["Client", "CancelToken", "error_from_response", "retry_delay"]
 
@@ -227,20 +237,80 @@ def _is_loopback(url: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-class Client:
-    """Sends chat-completion requests; never logs or shows the key."""
+_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream, application/json"}
+_SCRUBBED = "Bearer ***"
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # what can go in a header: printable ASCII, no spaces
+_WEB_PAGE = ("the base URL answered with a web page, not the API: check NB_CLAUDE_BASE_URL / "
+             "ClaudeMagics.base_url")
+_NO_CONTENT = ("the base URL answered with no content{}: check NB_CLAUDE_BASE_URL / "
+               "ClaudeMagics.base_url")
 
-    def __init__(self, *, api_key: str | None, base_url: str, timeout: float = 600.0,
-                 connect_timeout: float = 5.0, max_retries: int = 2,
+
+class _BearerAuth(httpx.Auth):
+    """Puts the key on the request only while it is sent; the caller scrubs it afterwards."""
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer " + self._secret.reveal()
+        yield request
+
+
+class _Empty(httpx.SyncByteStream):
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+_EMPTY_STREAM = _Empty()
+
+
+def _release(response: httpx.Response) -> None:
+    """Close a response and drop its transport stream, which still holds the sent
+    request (its key header included) in httpcore's own objects."""
+    try:
+        response.close()
+    finally:
+        response.stream = _EMPTY_STREAM
+
+
+class Client:
+    """Sends chat-completion requests; never logs, shows or keeps the key in clear text.
+
+    `api_key` is optional: without it the key comes from `%claude_login` or
+    $AIMLAPI_KEY at each request. A streaming request waits `first_byte_timeout`
+    seconds for the response headers, then up to `timeout` seconds for each read;
+    a whole (non-streaming) reply is generated before its headers, so it waits
+    `timeout` for them.
+    """
+
+    def __init__(self, *, api_key: str | Secret | None = None, base_url: str,
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT, max_retries: int = 2,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self._api_key = api_key
+        check_base_url(base_url)
+        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
+                            ("first_byte_timeout", first_byte_timeout)):
+            Settings.validate(name, value)
+        self._api_key = Secret(api_key) if isinstance(api_key, str) else api_key
         self.base_url = base_url.rstrip("/")
         self.max_retries = max(0, int(max_retries))
-        self._http = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
-            trust_env=not _is_loopback(self.base_url),
-        )
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.first_byte_timeout = float(first_byte_timeout)
+        problem = None
+        try:
+            self._http = httpx.Client(
+                transport=transport,
+                timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
+                trust_env=not _is_loopback(self.base_url),
+                follow_redirects=False,
+            )
+        except ImportError:  # httpx wants socksio when ALL_PROXY is a socks5:// URL
+            problem = ("a SOCKS proxy is set (ALL_PROXY) but the socksio package is missing: "
+                       "install httpx[socks] or unset ALL_PROXY")
+        if problem is not None:
+            raise ConfigError(problem)
         # The connections this client opened, so Stop can wake a request that is
         # still waiting for its response headers (a session sends one at a time).
         self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -265,11 +335,14 @@ class Client:
     def url(self) -> str:
         return self.base_url + "/chat/completions"
 
-    def _headers(self) -> dict[str, str]:
-        if not self._api_key:
+    def _key(self) -> Secret:
+        secret = self._api_key if self._api_key is not None else get_api_key()
+        if not secret:
             raise MissingKeyError()
-        return {"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json",
-                "Accept": "text/event-stream, application/json"}
+        if _KEY_CHARS.fullmatch(secret.reveal()) is None:
+            raise ConfigError("the API key has spaces or characters a key cannot have: "
+                              "run %claude_login again")
+        return secret
 
     def _sleep(self, seconds: float, cancel: CancelToken | None) -> None:
         if cancel is None:
@@ -277,45 +350,99 @@ class Client:
         elif cancel.wait(seconds):
             raise Cancelled("stopped")
 
+    def _send(self, content: bytes, secret: Secret, *, stream: bool,
+              cancel: CancelToken | None) -> httpx.Response | Exception:
+        """One attempt: the response with its headers read, or the failure to raise or retry.
+
+        httpx's exception becomes ours here and is not raised from its except
+        block, so no exception chain leads back to the request that held the key.
+        """
+        first_byte = self.first_byte_timeout if stream else self.timeout
+        timeout = httpx.Timeout(connect=self.connect_timeout, read=first_byte, write=self.timeout,
+                                pool=self.connect_timeout)
+        request = self._http.build_request("POST", self.url, content=content, headers=_HEADERS,
+                                           timeout=timeout, extensions={"trace": self._trace})
+        failure: Exception | None = None
+        try:
+            response = self._http.send(request, auth=_BearerAuth(secret), stream=True,
+                                       follow_redirects=False)
+        except httpx.TransportError as exc:
+            failure = Cancelled("stopped") if cancel is not None and cancel.cancelled else \
+                self._transport_failure(exc, stream)
+        finally:
+            request.headers["Authorization"] = _SCRUBBED
+        if failure is not None:
+            return failure
+        if stream:
+            # From here the read timeout bounds each wait between reads: httpcore
+            # takes it from this dict (shared with its request) at the first body read.
+            timeouts = request.extensions.get("timeout")
+            if isinstance(timeouts, dict):
+                timeouts["read"] = self.timeout
+        return response
+
+    def _transport_failure(self, exc: httpx.TransportError, stream: bool) -> Exception:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return APITimeoutError(
+                f"the service did not answer in time: no connection within "
+                f"{self.connect_timeout:g} s; check the base URL, or raise "
+                "%config ClaudeMagics.connect_timeout = SECONDS")
+        if isinstance(exc, httpx.ReadTimeout) and stream:
+            return APITimeoutError(
+                f"the service did not answer in time: no response within the first-byte wait "
+                f"of {self.first_byte_timeout:g} s; raise it with "
+                "%config ClaudeMagics.first_byte_timeout = SECONDS")
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(
+                f"the service did not answer in time: no reply within the read timeout of "
+                f"{self.timeout:g} s; raise it with %config ClaudeMagics.timeout = SECONDS")
+        return APIConnectionError(f"could not reach {redact(self.base_url)}: {_short(exc)}")
+
     def _open(self, body: dict[str, Any], *, stream: bool,
               cancel: CancelToken | None) -> httpx.Response:
         """Send, retrying failures that happen before any byte of the reply."""
-        headers = self._headers()
+        secret = self._key()
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
         attempt = 0
         while True:
             if cancel is not None and cancel.cancelled:
                 raise Cancelled("stopped")
-            retry_headers: httpx.Headers | None = None
             if cancel is not None:
                 cancel._attach_client(self)
-            try:
-                request = self._http.build_request("POST", self.url, content=content,
-                                                   headers=headers,
-                                                   extensions={"trace": self._trace})
-                response = self._http.send(request, stream=True)
-            except httpx.TransportError as exc:
-                if cancel is not None and cancel.cancelled:
-                    raise Cancelled("stopped") from None
-                failure: Exception = _transport_failure(exc, self.base_url)
+            outcome = self._send(content, secret, stream=stream, cancel=cancel)
+            if cancel is not None:
+                cancel._attach_client(None)
+            if isinstance(outcome, Cancelled):
+                raise outcome
+            retry_headers: httpx.Headers | None = None
+            if isinstance(outcome, Exception):
+                failure: Exception = outcome
             else:
-                if cancel is not None:
-                    cancel._attach(response)  # from here Stop shuts this response's socket
-                    cancel._attach_client(None)
-                if response.status_code < 400:
-                    return response
+                status, problem = outcome.status_code, _not_the_api(outcome)
+                if problem is None and status < 400:
+                    if cancel is not None:
+                        cancel._attach(outcome)  # from here Stop shuts this response's socket
+                    return outcome
+                content_read = False
                 try:
-                    response.read()
+                    if problem is None:
+                        outcome.read()
+                        content_read = True
+                except httpx.TransportError:  # the error's body was cut: its status still says
+                    pass
                 finally:
-                    response.close()
-                failure = error_from_response(response.status_code, response.content,
-                                              attempts=attempt + 1)
-                if not _should_retry(response.status_code, response.headers,
-                                     failure.upstream_status) or attempt >= self.max_retries:
-                    raise failure
-                retry_headers = response.headers
+                    _release(outcome)
+                if problem is not None:
+                    raise problem
+                retry_headers = outcome.headers
+                status_failure = error_from_response(
+                    status, outcome.content if content_read else b"", attempts=attempt + 1)
+                if not _should_retry(status, retry_headers, status_failure.upstream_status) \
+                        or attempt >= self.max_retries:
+                    raise status_failure
+                failure = status_failure
             if attempt >= self.max_retries:
-                if attempt and not isinstance(failure, APIStatusError):
+                if attempt:
                     failure.args = (f"{failure.args[0]}; gave up after {attempt + 1} attempts",)
                 raise failure
             delay = retry_delay(attempt, retry_headers)
@@ -327,26 +454,34 @@ class Client:
                on_response: Callable[[httpx.Response], None] | None = None) -> dict[str, Any]:
         """A non-streaming request: the parsed chat.completion body."""
         response = self._open({**body, "stream": False}, stream=False, cancel=cancel)
+        failure: Exception | None = None
         try:
             if on_response is not None:
                 on_response(response)
             try:
                 response.read()
-            except httpx.TimeoutException as exc:
-                raise APITimeoutError(f"the reply did not arrive in time ({type(exc).__name__})") \
-                    from None
+            except httpx.TimeoutException:
+                failure = APITimeoutError(
+                    f"the reply did not arrive in time: nothing for {self.timeout:g} s; raise "
+                    "the read timeout with %config ClaudeMagics.timeout = SECONDS")
             except httpx.TransportError as exc:
-                if cancel is not None and cancel.cancelled:
-                    raise Cancelled("stopped") from None
-                raise APIConnectionError(f"the connection dropped: {_short(exc)}") from None
+                failure = Cancelled("stopped") if cancel is not None and cancel.cancelled else \
+                    APIConnectionError(f"the connection dropped: {_short(exc)}")
         finally:
-            response.close()
+            _release(response)
             if cancel is not None:
                 cancel._attach(None)
-        try:
-            data = json.loads(response.content)
-        except ValueError:
-            raise StreamError("the service answered with something that is not JSON") from None
+        if failure is not None:
+            raise failure
+        content, kind, status = (response.content, response.headers.get("content-type", ""),
+                                 response.status_code)
+        if not content.strip():
+            raise APIStatusError(_NO_CONTENT.format(f" (HTTP {status})"), status=status)
+        if "html" in kind or content.lstrip()[:1] == b"<":
+            raise APIStatusError(_WEB_PAGE, status=status)
+        data = _json_value(content)
+        if data is _NOT_JSON:
+            raise StreamError("the service answered with something that is not JSON")
         if not isinstance(data, dict):
             raise StreamError("the service answered with something that is not a JSON object")
         return data
@@ -357,9 +492,10 @@ class Client:
         """Yield the decoded JSON events of a streaming request.
 
         Failures before the first event are retried; after it they raise
-        StreamError (the caller keeps what it has shown).
+        StreamError (the caller decides what to keep of what it has shown).
         """
         response = self._open({**body, "stream": True}, stream=True, cancel=cancel)
+        failure: Exception | None = None
         try:
             if on_response is not None:
                 on_response(response)
@@ -369,8 +505,14 @@ class Client:
                 yield _json_or_warning(response.text)
                 return
             decoder = SSEDecoder()
+            started = False
             try:
                 for chunk in response.iter_raw():
+                    if not started and chunk.strip():
+                        started = True
+                        if chunk.lstrip()[:1] == b"<":  # no event stream starts with "<"
+                            failure = APIStatusError(_WEB_PAGE, status=response.status_code)
+                            return
                     for event in decoder.feed(chunk):
                         parsed = _parse_event(event.event, event.data)
                         if parsed is _DONE:
@@ -378,7 +520,8 @@ class Client:
                         if parsed is not None:
                             yield parsed
                     if cancel is not None and cancel.cancelled:
-                        raise Cancelled("stopped")
+                        failure = Cancelled("stopped")
+                        return
                 for event in decoder.flush():
                     parsed = _parse_event(event.event, event.data)
                     if parsed is _DONE:
@@ -386,24 +529,51 @@ class Client:
                     if parsed is not None:
                         yield parsed
             except httpx.TimeoutException:
-                raise StreamError("the stream stalled longer than the read timeout; the partial "
-                                  "reply was kept") from None
+                failure = StreamError(f"the stream stalled longer than the read timeout "
+                                      f"({self.timeout:g} s)")
             except (httpx.TransportError, httpx.StreamError) as exc:
-                if cancel is not None and cancel.cancelled:
-                    raise Cancelled("stopped") from None
-                raise StreamError(f"the connection dropped mid-reply ({_short(exc)}); the partial "
-                                  "reply was kept") from None
+                failure = Cancelled("stopped") if cancel is not None and cancel.cancelled else \
+                    StreamError(f"the connection dropped mid-reply ({_short(exc)})")
+            except LineTooLong:
+                failure = StreamError(f"the service sent a line over {MAX_LINE_BYTES >> 20} MB "
+                                      "and the stream was stopped: check the base URL")
         finally:
             if cancel is not None:
                 cancel._attach(None)
-            response.close()
+            _release(response)
+            if failure is not None:  # set only where no exception is in flight
+                raise failure
 
 
-def _transport_failure(exc: httpx.TransportError, base_url: str) -> Exception:
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"the service did not answer in time ({type(exc).__name__}); "
-                               "raise the timeout with %config ClaudeMagics.timeout = SECONDS")
-    return APIConnectionError(f"could not reach {redact(base_url)}: {_short(exc)}")
+def _not_the_api(response: httpx.Response) -> APIStatusError | None:
+    """A redirect, an empty answer or a web page: the base URL is not the API's."""
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("location", "")
+        host = urlsplit(urljoin(str(response.url), location)).hostname if location else None
+        where = f" to {_printable(host)}" if host else ""
+        return APIStatusError(f"the base URL redirected (HTTP {status}){where} and the request "
+                              "was not sent there: check NB_CLAUDE_BASE_URL / "
+                              "ClaudeMagics.base_url", status=status)
+    if status in (204, 205) or (status < 300 and response.headers.get("content-length") == "0"):
+        return APIStatusError(_NO_CONTENT.format(f" (HTTP {status})"), status=status)
+    if status < 300 and "html" in response.headers.get("content-type", ""):
+        return APIStatusError(_WEB_PAGE, status=status)
+    return None
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isprintable() and not c.isspace())[:100]
+
+
+_NOT_JSON = object()
+
+
+def _json_value(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return _NOT_JSON
 
 
 _DONE: dict[str, Any] = {}

@@ -207,14 +207,15 @@ class Secret:
     __slots__ = ("_pad", "_masked", "digest")
 
     def __init__(self, value: str) -> None:
-        raw = value.encode("utf-8")
+        raw = value.encode("utf-8", "surrogatepass")
         pad = secrets.token_bytes(len(raw))
         self._pad = pad
         self._masked = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
         self.digest = hmac.new(_SALT, raw, hashlib.sha256).hexdigest()[:32]
 
     def reveal(self) -> str:
-        return bytes(a ^ b for a, b in zip(self._masked, self._pad, strict=True)).decode("utf-8")
+        return bytes(a ^ b for a, b in zip(self._masked, self._pad, strict=True)).decode(
+            "utf-8", "surrogatepass")
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -262,7 +263,7 @@ def _env_secret() -> Secret | None:
     value = (os.environ.get(ENV_KEY) or "").strip()
     if not value:
         return None
-    digest = hmac.new(_SALT, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    digest = hmac.new(_SALT, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:32]
     if _env_key is None or _env_key[0] != digest:
         _env_key = (digest, Secret(value))
     return _env_key[1]

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import reprlib
+import stat
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -254,6 +255,25 @@ def attachment_from(
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return _bytes_attachment(bytes(obj), name=name, max_image_edge=max_image_edge)
 
+    try:
+        return _object_attachment(obj, name=name, max_image_edge=max_image_edge,
+                                  dataframe_budget=dataframe_budget)
+    except AttachmentError:
+        raise
+    except Exception as exc:  # the object's own _repr_llm_, _repr_png_ or __getattr__ failed
+        raise AttachmentError(f"{name}: reading this {_type_name(obj)} failed with "
+                              f"{error_line(exc)}; fix it or attach something else") from None
+
+
+def error_line(exc: BaseException, limit: int = 160) -> str:
+    """`Type: message` on one short line, for an error raised by the user's own object."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _object_attachment(obj: object, *, name: str, max_image_edge: int,
+                       dataframe_budget: int) -> Attachment:
     module, cls_name = _module(obj), type(obj).__name__
     if cls_name in _AV_CLASSES and module.startswith("IPython"):
         raise AttachmentError(f"{name}: {cls_name} is not supported by Claude models; attach an image, PDF or text")
@@ -327,12 +347,22 @@ def _pil() -> Any:
 
 
 def _open_image(data: bytes, name: str) -> Any:
+    """Decode an image; true decompression bombs are refused in one line.
+
+    Pillow warns above MAX_IMAGE_PIXELS (~89 MP) and refuses above twice that. Images
+    in between (a 12000×10000 scan) are legitimate here: they are downscaled before
+    sending, so the warning is silenced rather than printed into the cell.
+    """
     Image = _pil()
     try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            image.load()
     except Image.DecompressionBombError:
-        raise AttachmentError(f"{name}: image is too large to decode safely; shrink it before attaching") from None
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise AttachmentError(f"{name}: image is too large to decode safely (over {limit / 1e6:,.0f} "
+                              "megapixels); shrink it before attaching") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise AttachmentError(f"{name}: not a readable image ({exc}); check the file") from None
     return image
@@ -395,7 +425,9 @@ def _image_from_pil(
     if max(image.size) > max_edge:
         scale = max_edge / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        if image.mode in ("P", "1"):
+        if image.mode == "1":
+            image = image.convert("L")  # a third of RGB's memory, and the same pixels
+        elif image.mode == "P":
             image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
@@ -546,8 +578,11 @@ def _file_attachment(path: Path, *, name: str, max_image_edge: int, max_file_byt
         raise AttachmentError(f"file not found: {path}; check the path (relative to {Path.cwd()})") from None
     except OSError as exc:
         raise AttachmentError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise AttachmentError(f"{path} is a directory; attach a file inside it")
+    if not stat.S_ISREG(st.st_mode):
+        raise AttachmentError(f"{path} is {_special_kind(st.st_mode)}, not a regular file; "
+                              "attach a regular file (copy the data into one first)")
     ext = path.suffix.lower()
     if ext in _AV_EXTS:
         raise AttachmentError(f"{path.name}: audio and video files are not supported by Claude models")
@@ -556,7 +591,14 @@ def _file_attachment(path: Path, *, name: str, max_image_edge: int, max_file_byt
             f"{path} is {_size(st.st_size)}, over the {_size(max_file_bytes)} limit; attach a smaller file"
         )
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking, and checked again once open: a FIFO put there since stat() must
+        # not hang the kernel waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with open(fd, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise AttachmentError(f"{path} is {_special_kind(mode)}, not a regular file; "
+                                      "attach a regular file (copy the data into one first)")
             data = fh.read(max_file_bytes + 1)  # the file may have grown since stat()
     except OSError as exc:
         raise AttachmentError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -579,6 +621,16 @@ def _file_attachment(path: Path, *, name: str, max_image_edge: int, max_file_byt
     if ext == ".ipynb":
         text = _strip_notebook_images(text)
     return _text_attachment(text, name=fname, title=fname, note=note)
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 def _decode_text(data: bytes) -> tuple[str, str | None] | None:

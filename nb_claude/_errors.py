@@ -61,7 +61,7 @@ class APITimeoutError(APIConnectionError):
 
 
 class StreamError(APIError):
-    """The stream broke after content arrived; the partial reply was kept."""
+    """The reply broke after its response began; the caller says whether anything was kept."""
 
 
 class ReplayMissError(APIError):

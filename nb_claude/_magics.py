@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import keyword
+import os
 import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import (
+    Magics,
+    line_cell_magic,
+    line_magic,
+    magics_class,
+    no_var_expand,
+)
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Bool, Dict, Float, Int, Unicode, observe
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    TraitError,
+    Unicode,
+    observe,
+    validate,
+)
 
 from . import _config
 from ._errors import ConfigError
@@ -32,16 +50,23 @@ _REQUEST_OPTIONS = [
     argument("--dry-run", action="store_true",
              help="show the JSON body that would be sent, and send nothing"),
     argument("-a", "--attach", action="append", metavar="EXPR",
-             help="attach a variable, expression or file path (repeatable, or a,b)"),
+             help="attach a variable, expression or file path (repeatable, or a,b); "
+                  "a variable of exactly that name comes first, then an existing file "
+                  "(any name: data.csv, Dockerfile), then a Python expression"),
     argument("--plot", nargs="?", const=-1, type=int, metavar="N",
              help="attach the last displayed plot, or those of cell [N]"),
-    argument("--tools", metavar="NAMES", help="tools the model may call: name,name or all"),
+    argument("--tools", metavar="NAMES",
+             help="functions the model may call: name,name (as the notebook defines them now) "
+                  "or all (every @nb_claude.tool function defined in the notebook)"),
     argument("--tool-choice", metavar="CHOICE", help="auto, none, required or a tool name"),
     argument("--max-steps", type=int, metavar="N", help="most tool-call rounds (default 10)"),
     argument("--confirm", action="store_true", help="ask before each tool call"),
     argument("--thinking", nargs="?", const="adaptive", metavar="N",
              help="extended thinking: adaptive, or a token budget N >= 1024"),
     argument("--replay", metavar="MODE", help="auto, replay, record or off for this cell"),
+    argument("--replay-tools", choices=("replay", "run"), metavar="MODE",
+             help="replayed tool calls: replay (the recorded results, default) or run (call the "
+                  "functions again)"),
     argument("--refresh", action="store_true", help="ask again and re-record this cell"),
 ]
 
@@ -55,42 +80,94 @@ def _request_options(func: Any) -> Any:
 def _parse(magic: Any, line: str) -> argparse.Namespace:
     try:
         # IPython's own splitter keeps quotes (-s "Be terse." would send the quotes).
-        return magic.parser.parse_args(shlex.split(line))
-    except UsageError:
-        raise
+        words = shlex.split(line)
     except ValueError as exc:  # shlex: unbalanced quotes
+        raise UsageError(f"could not read the options: {exc}; quote values with spaces") from None
+    return magic.parser.parse_args(words)
+
+
+def _token_end(line: str, start: int) -> int:
+    """Where the shell-style word starting at `start` ends (quotes may hold spaces)."""
+    i, quote = start, ""
+    while i < len(line):
+        char = line[i]
+        if quote:
+            if char == quote:
+                quote = ""
+            elif char == "\\" and quote == '"':
+                i += 1
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif char.isspace():
+            break
+        i += 1
+    return min(i, len(line))
+
+
+def _option(parser: argparse.ArgumentParser, name: str) -> argparse.Action | None:
+    """The parser's action for an option word, allowing unambiguous --prefixes as argparse does."""
+    actions = parser._option_string_actions
+    if name in actions:
+        return actions[name]
+    if not name.startswith("--") or len(name) < 3 or not parser.allow_abbrev:
+        return None
+    matches = {option: action for option, action in actions.items() if option.startswith(name)}
+    if len(set(matches.values())) > 1:
+        raise UsageError(f"ambiguous option {name}: could be {', '.join(sorted(matches))}")
+    return next(iter(matches.values()), None)
+
+
+def _unquote(text: str) -> str:
+    try:
+        return " ".join(shlex.split(text))
+    except ValueError as exc:
         raise UsageError(f"could not read the options: {exc}; quote values with spaces") from None
 
 
-def _split_line(parser: argparse.ArgumentParser, line: str) -> tuple[str, str]:
-    """Split `%claude [options] TEXT` into options and free text (which may hold quotes)."""
-    words = line.split()
+def _split_line(parser: argparse.ArgumentParser, line: str) -> tuple[list[str], str]:
+    """Split `%claude [options] TEXT` into option words for argparse and the prompt as typed.
+
+    Only the parser's own options are options: the first other word starts the prompt,
+    so `%claude -40 C in Fahrenheit?` keeps "-40". `--` ends the options explicitly. A
+    misspelt `--long-option` is refused rather than sent (and paid for) as the prompt.
+    """
+    words: list[str] = []
     position = 0
-    takes_value = {
-        option: action.nargs is None or action.nargs not in (0, "?")
-        for action in parser._actions for option in action.option_strings
-        if not isinstance(action, (argparse._StoreTrueAction, argparse._HelpAction))
-    }
-    optional_value = {option for action in parser._actions for option in action.option_strings
-                      if action.nargs == "?"}
-    while position < len(words):
-        word = words[position]
-        if not word.startswith("-") or word == "-":
-            break
-        name = word.split("=", 1)[0]
-        position += 1
-        if "=" in word:
-            continue
-        if name in optional_value:
-            if position < len(words) and words[position].lstrip("-").isdigit():
-                position += 1
-        elif takes_value.get(name) and position < len(words):
-            position += 1
-    option_words = words[:position]
-    rest = line
-    for word in option_words:
-        rest = rest.split(word, 1)[1] if word in rest else rest
-    return " ".join(option_words), rest.strip()
+    while True:
+        start = len(line) - len(line[position:].lstrip())
+        if start >= len(line):
+            return words, ""
+        end = _token_end(line, start)
+        word = line[start:end]
+        if word == "--":
+            return words, line[end:].strip()
+        if word in ("-h", "--help"):
+            raise UsageError("%claude? shows the options (write -- first to send a prompt "
+                             "that starts with a dash)")
+        name, has_value, attached = word.partition("=")
+        action = _option(parser, name) if word.startswith("-") else None
+        if action is None:
+            if re.match(r"--[A-Za-z]", word):
+                raise UsageError(f"unknown option {name}: check the spelling, or put -- before "
+                                 "a prompt that starts with a dash")
+            return words, line[start:].strip()
+        option = max(action.option_strings, key=len)
+        position = end
+        if has_value:
+            words.append(f"{option}={_unquote(attached)}")
+        elif action.nargs == 0:
+            words.append(option)
+        else:
+            value_start = len(line) - len(line[position:].lstrip())
+            value_end = _token_end(line, value_start)
+            value = line[value_start:value_end]
+            if value and (action.nargs != "?" or value.isdigit()):
+                words.append(f"{option}={_unquote(value)}")
+                position = value_end
+            else:
+                words.append(option)
 
 
 @magics_class
@@ -103,10 +180,16 @@ class ClaudeMagics(Magics):
     system = Unicode(help="Default system prompt.").tag(config=True)
     stream = Bool(help="Stream replies as they are written.").tag(config=True)
     timeout = Float(help="Read timeout in seconds.").tag(config=True)
+    first_byte_timeout = Float(help="Seconds to wait for the first byte of a reply.").tag(
+        config=True)
     connect_timeout = Float(help="Connect timeout in seconds.").tag(config=True)
     max_retries = Int(help="Retries for failures before any reply arrived.").tag(config=True)
     replay_mode = Unicode(help="auto, replay, record or off.").tag(config=True)
     replay_path = Unicode(help="The replay file (JSON Lines).").tag(config=True)
+    replay_tools = CaselessStrEnum(
+        ("replay", "run"), default_value="replay",
+        help="Tool calls in replayed replies: replay the recorded results, or run them again.",
+    ).tag(config=True)
     max_image_edge = Int(help="Longest image edge sent, in pixels.").tag(config=True)
     dataframe_budget = Int(help="Characters for a DataFrame summary.").tag(config=True)
     max_steps = Int(help="Most tool-call rounds per prompt.").tag(config=True)
@@ -117,31 +200,49 @@ class ClaudeMagics(Magics):
         config=True)
 
     _SETTINGS = ("model", "base_url", "max_tokens", "system", "stream", "timeout",
-                 "connect_timeout", "max_retries", "replay_mode", "replay_path",
-                 "max_image_edge", "dataframe_budget", "max_steps", "confirm_tools",
-                 "updates_per_second", "prices")
+                 "first_byte_timeout", "connect_timeout", "max_retries", "replay_mode",
+                 "replay_path", "replay_tools", "max_image_edge", "dataframe_budget",
+                 "max_steps", "confirm_tools", "updates_per_second", "prices")
+    _ready = False  # set once __init__ has checked the values from config files
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        # Defaults come from the process settings (which read the environment).
+        # Defaults come from the process settings (which read the environment), except
+        # where a config file sets them: keyword arguments would override the config.
+        config = kwargs["config"] if "config" in kwargs else getattr(shell, "config", None)
+        section = config.get("ClaudeMagics") if config is not None else None
+        configured = set(section) if isinstance(section, dict) else set()
         for name in self._SETTINGS:
-            kwargs.setdefault(name, getattr(_config.settings, name))
+            if name not in configured:
+                kwargs.setdefault(name, getattr(_config.settings, name))
         super().__init__(shell=shell, **kwargs)
+        for name in self._SETTINGS:
+            problem = _setting_problem(name, getattr(self, name))
+            if problem is not None:  # from a config file: keep the default so loading works
+                import logging
+
+                logging.getLogger("nb_claude").warning(problem)
+                self.set_trait(name, getattr(_config.settings, name))
+        self._ready = True
         self._push_all()
         self.plots: Any = None
 
     def _push_all(self) -> None:
         for name in self._SETTINGS:
-            value = getattr(self, name)
-            if name == "prices":
-                value = {k: tuple(v) for k, v in value.items()}
-            setattr(_config.settings, name, value)
+            setattr(_config.settings, name, _setting_value(name, getattr(self, name)))
+
+    @validate(*_SETTINGS)
+    def _check_setting(self, proposal: Any) -> Any:
+        """Refuse a bad value before it is set: `%config` then prints this one line."""
+        name, value = proposal["trait"].name, proposal["value"]
+        problem = _setting_problem(name, value) if self._ready else None
+        if problem is not None:
+            raise TraitError(problem)
+        return value
 
     @observe(*_SETTINGS)
     def _setting_changed(self, change: dict[str, Any]) -> None:
-        value = change["new"]
-        if change["name"] == "prices":
-            value = {k: tuple(v) for k, v in value.items()}
-        setattr(_config.settings, change["name"], value)
+        name = change["name"]
+        setattr(_config.settings, name, _setting_value(name, change["new"]))
 
     # -- helpers ----------------------------------------------------------
     @property
@@ -191,29 +292,34 @@ class ClaudeMagics(Magics):
         return items
 
     def _evaluate(self, expr: str) -> Any:
+        """A variable of exactly that name, else an existing file path, else an expression."""
         namespace = self._shell.user_ns
         if expr in namespace:
             return namespace[expr]
-        from pathlib import Path
+        path = _existing_path(expr)
+        if path is not None:
+            return path
+        from ._content import error_line
 
-        candidate = Path(expr).expanduser()
-        if candidate.suffix and (candidate.exists() or not expr.isidentifier()) and \
-                not _looks_like_code(expr, namespace):
-            return candidate
         try:
             return eval(expr, namespace)  # noqa: S307 - the user's own expression
         except NameError:
-            if candidate.suffix:
-                raise UsageError(f"--attach {expr}: no such file or variable") from None
+            if _path_shaped(expr):
+                raise UsageError(f"--attach {expr}: no such file or variable "
+                                 f"(files are found relative to {os.getcwd()})") from None
             raise UsageError(f"--attach {expr}: no variable named {expr!r} "
                              "(run the cell that defines it first)") from None
         except Exception as exc:
-            raise UsageError(f"--attach {expr}: {type(exc).__name__}: {exc}") from None
+            if _path_shaped(expr):
+                raise UsageError(f"--attach {expr}: no such file (relative to {os.getcwd()}), "
+                                 f"and as Python it fails with {error_line(exc)}") from None
+            raise UsageError(f"--attach {expr}: {error_line(exc)}") from None
 
     # -- magics -----------------------------------------------------------
     @magic_arguments()
     @_request_options
     @argument("prompt", nargs="*", help="the prompt (line magic only)")
+    @no_var_expand  # the prompt goes as typed: code is full of {braces} and $signs
     @line_cell_magic
     def claude(self, line: str, cell: str | None = None) -> Any:
         """Ask Claude. In a cell magic the cell body is the prompt.
@@ -224,11 +330,14 @@ class ClaudeMagics(Magics):
             What does this relationship suggest?
 
             %claude -m claude-opus-4-8 Summarise the last answer in one line.
+
+        In the line magic only the options above are options; the first other word
+        starts the prompt (`%claude -40 C in Fahrenheit?`), and `--` ends the
+        options explicitly (`%claude -- --verbose means what?`).
         """
         if cell is None:
-            options, text = _split_line(self.claude.parser, line)
-            args = _parse(self.claude, options)
-            prompt = text
+            words, prompt = _split_line(self.claude.parser, line)
+            args = self.claude.parser.parse_args(words)
         else:
             args = _parse(self.claude, line)
             if args.prompt:
@@ -241,6 +350,8 @@ class ClaudeMagics(Magics):
         session = self._session(args.session)
         if not prompt.strip():
             raise UsageError("the prompt is empty: write a question in the cell")
+        if args.out is not None and (not args.out.isidentifier() or keyword.iskeyword(args.out)):
+            raise UsageError(f"--out needs a variable name such as answer, not {args.out!r}")
         replay = "record" if args.refresh else args.replay
         options: dict[str, Any] = {
             "model": args.model, "system": args.system, "max_tokens": args.max_tokens,
@@ -249,6 +360,8 @@ class ClaudeMagics(Magics):
             "max_steps": args.max_steps, "confirm": True if args.confirm else None,
             "replay": replay, "namespace": self._shell.user_ns,
         }
+        if args.replay_tools is not None:
+            options["replay_tools"] = args.replay_tools
         attach = self._attachments(args)
         cell_id = self._cell_id()
         if args.dry_run:
@@ -273,9 +386,7 @@ class ClaudeMagics(Magics):
                                 source="cell", view=view, label=label, **options)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-        if args.out:
-            if not args.out.isidentifier():
-                raise UsageError(f"--out needs a variable name, not {args.out!r}")
+        if args.out is not None:
             self._shell.user_ns[args.out] = reply.text
         if args.format == "code":
             self._next_cell(reply.text)
@@ -331,7 +442,13 @@ class ClaudeMagics(Magics):
         """Ask for the API key; it stays in this kernel's memory only."""
         import getpass
 
-        key = getpass.getpass("AI/ML API key: ")
+        from IPython.core.error import StdinNotImplementedError
+
+        try:
+            key = getpass.getpass("AI/ML API key: ")
+        except (StdinNotImplementedError, EOFError):
+            raise UsageError("this front end cannot ask for input: set AIMLAPI_KEY in the "
+                             "environment before starting the kernel") from None
         if not key.strip():
             raise UsageError("no key entered; nothing changed")
         _config.set_api_key(key)
@@ -396,9 +513,41 @@ def _label(expr: str) -> str:
     return expr if len(expr) <= 40 else expr[:37] + "..."
 
 
-def _looks_like_code(expr: str, namespace: dict[str, Any]) -> bool:
-    head = expr.split(".", 1)[0].split("[", 1)[0]
-    return head.isidentifier() and head in namespace
+def _setting_value(name: str, value: Any) -> Any:
+    """A traitlet's value as `Settings` holds it (prices as tuples)."""
+    if name == "prices":
+        return {k: tuple(v) for k, v in value.items()}
+    return value
+
+
+def _setting_problem(name: str, value: Any) -> str | None:
+    """One line saying why `value` is not valid for setting `name`, or None."""
+    check = getattr(_config.settings, "validate", None)  # absent in older _config versions
+    if not callable(check):
+        return None
+    try:
+        check(name, _setting_value(name, value))
+    except ConfigError as exc:
+        return f"ClaudeMagics.{name} not changed: {exc}"
+    return None
+
+
+def _existing_path(expr: str) -> Any:
+    """`expr` as a Path when something exists there (a file of any name, a folder, a FIFO)."""
+    from pathlib import Path
+
+    try:
+        candidate = Path(expr).expanduser()
+    except RuntimeError:  # ~name of no known user
+        return None
+    return candidate if os.path.lexists(candidate) else None
+
+
+def _path_shaped(expr: str) -> bool:
+    from pathlib import Path
+
+    extension = re.fullmatch(r"\.[A-Za-z0-9]{1,10}", Path(expr).suffix)
+    return bool(extension) or "/" in expr or os.sep in expr or expr.startswith("~")
 
 
 def _first_words(text: str, limit: int = 40) -> str:

@@ -8,7 +8,6 @@ partial; a failed request leaves the history as it was.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import threading
@@ -22,6 +21,7 @@ from ._config import (
     CONTEXT_TOKENS,
     MAX_OUTPUT_TOKENS,
     MIN_THINKING_BUDGET,
+    REPLAY_TOOLS,
     Settings,
     get_api_key,
     settings,
@@ -44,7 +44,6 @@ Listener = Callable[[str, "Turn | None"], None]
 Confirmer = Callable[[str, str], bool]
 """Asked before a tool call runs: `confirmer(name, arguments_json) -> run it?`."""
 
-REPLAY_TOOLS = ("replay", "run")
 # A reply may hold this many characters per max_tokens token (text, thinking and
 # tool-call arguments together) before the stream counts as runaway.
 _CHARS_PER_TOKEN = 16
@@ -694,8 +693,9 @@ class Session:
                 try:
                     for event in events:
                         accumulate(event, reply)
-                        size = _reply_chars(reply)
-                        if size > limit:
+                        if len(reply.text) + len(reply.thinking) > limit or (
+                                reply.tool_calls and _reply_chars(reply) > limit):
+                            size = _reply_chars(reply)
                             raise StreamError(
                                 f"the reply passed {size:,} characters, more than "
                                 f"max_tokens={opts.max_tokens} allows: stopped")
@@ -745,15 +745,17 @@ class Session:
         cfg = self.settings
         key = get_api_key()
         # The key's digest, never the key: this dict shows in vars(session).
-        identity = (cfg.base_url, _key_digest(key), cfg.timeout, cfg.connect_timeout,
-                    cfg.max_retries, id(self.transport))
+        identity = (cfg.base_url, key.digest if key else None, cfg.timeout,
+                    cfg.connect_timeout, cfg.first_byte_timeout, cfg.max_retries,
+                    id(self.transport))
         client = self._clients.get(identity)
         if client is None:
             for old in self._clients.values():
                 old.close()
-            self._clients = {identity: Client(api_key=_key_text(key), base_url=cfg.base_url,
+            self._clients = {identity: Client(api_key=key, base_url=cfg.base_url,
                                               timeout=cfg.timeout,
                                               connect_timeout=cfg.connect_timeout,
+                                              first_byte_timeout=cfg.first_byte_timeout,
                                               max_retries=cfg.max_retries,
                                               transport=self.transport)}
             client = self._clients[identity]
@@ -900,21 +902,6 @@ def _recorded_results(entry: dict[str, Any], reply: Reply) -> list[ToolResult] |
         return [by_id[call.id] for call in reply.tool_calls]
     except KeyError:
         return None
-
-
-def _key_text(key: object) -> str | None:
-    """The key as text (a Secret reveals it here, where it is used at once)."""
-    reveal = getattr(key, "reveal", None)
-    text = reveal() if callable(reveal) else key
-    return text if isinstance(text, str) and text else None
-
-
-def _key_digest(key: object) -> str | None:
-    """A short sha256 of the key: identifies it without holding it."""
-    text = _key_text(key)
-    if text is None:
-        return None
-    return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:16]
 
 
 def _reply_chars(reply: Reply) -> int:

@@ -1,8 +1,10 @@
 """A Server-Sent Events decoder over raw bytes.
 
-Follows the WHATWG event-stream rules: lines end in CRLF, LF or CR (split as
-bytes, so U+2028 inside JSON is safe), comment lines start with ":", an empty
-line dispatches the event. Reads may split the stream at any byte.
+Follows the WHATWG event-stream rules: an optional UTF-8 BOM starts the
+stream, lines end in CRLF, LF or CR (split as bytes, so U+2028 inside JSON is
+safe), comment lines start with ":", an empty line dispatches the event. Reads
+may split the stream at any byte, a CRLF included. A line longer than
+`max_line` bytes raises LineTooLong instead of growing without bound.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-__all__ = ["ServerSentEvent", "SSEDecoder", "iter_events"]
+__all__ = ["ServerSentEvent", "SSEDecoder", "LineTooLong", "MAX_LINE_BYTES", "iter_events"]
+
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_BOM = b"\xef\xbb\xbf"
+
+
+class LineTooLong(ValueError):
+    """The stream sent a line longer than the decoder's limit."""
 
 
 class ServerSentEvent(NamedTuple):
@@ -26,13 +35,23 @@ _make_event = tuple.__new__  # ServerSentEvent(...) without its Python-level __n
 
 
 class SSEDecoder:
-    """Incremental decoder: `feed(bytes)` returns the events completed so far."""
+    """Incremental decoder: `feed(bytes)` returns the events completed so far.
 
-    __slots__ = ("_buffer", "_skip_lf", "_event", "_data", "_id", "_retry", "_has_fields")
+    An event is dispatched when it had a `data` field (even an empty one) or an
+    `event` field; callers decide what an empty event means.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._skip_lf = False
+    __slots__ = ("max_line", "_pending", "_pending_size", "_skip_lf", "_head", "_event", "_data",
+                 "_id", "_retry", "_has_fields")
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self.max_line = max_line
+        # The unterminated end of the stream so far, as the reads that brought it:
+        # joined once when its line ends, so a long line costs linear time.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._skip_lf = False  # the last read ended in CR: a leading LF completes that CRLF
+        self._head: bytes | None = b""  # the stream's first bytes until the BOM is ruled out
         self._reset()
         self._id: str | None = None
 
@@ -45,25 +64,43 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         if not chunk:
             return []
-        if self._skip_lf and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-            if not chunk:
-                self._skip_lf = False
+        if self._head is not None:
+            head = self._head + chunk
+            if len(head) < len(_BOM) and _BOM.startswith(head):
+                self._head = head
                 return []
-        self._skip_lf = False
-        buffer = self._buffer + chunk if self._buffer else chunk
-        # A complete line ends at the last terminator; a trailing CR may be the
-        # first half of a CRLF, so the next chunk's leading LF is dropped.
-        cut = max(buffer.rfind(b"\n"), buffer.rfind(b"\r"))
+            self._head = None
+            chunk = head[len(_BOM):] if head.startswith(_BOM) else head
+            if not chunk:
+                return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
+        # Only the new read is searched: pending bytes hold no terminator.
+        cut = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
         if cut < 0:
-            self._buffer = buffer
+            self._hold(chunk)
             return []
-        self._buffer = buffer[cut + 1:]
-        if buffer[cut] == 13:  # b"\r"
-            self._skip_lf = True
+        last = len(chunk) - 1
+        # A CR that ends the read may be the first half of a CRLF; a CR with
+        # more bytes after it in the same read has already ended its line.
+        self._skip_lf = cut == last and chunk[cut] == 13
+        complete = chunk if cut == last else chunk[:cut + 1]
+        if self._pending:
+            self._pending.append(complete)
+            complete = b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+        if cut < last:
+            self._hold(chunk[cut + 1:])
+        lines = complete.splitlines()
+        if len(complete) > self.max_line and max(map(len, lines)) > self.max_line:
+            raise LineTooLong(f"a line longer than {self.max_line} bytes")
         events: list[ServerSentEvent] = []
         data = self._data
-        for line in buffer[: cut + 1].splitlines():
+        for line in lines:
             # Fast path for the two lines nearly every event is made of; the
             # general rules in _line give the same result for them.
             if line[:6] == b"data: ":
@@ -76,14 +113,22 @@ class SSEDecoder:
             data = self._data  # a dispatch starts a new list
         return events
 
+    def _hold(self, part: bytes) -> None:
+        self._pending.append(part)
+        self._pending_size += len(part)
+        if self._pending_size > self.max_line:
+            self._pending, self._pending_size = [], 0
+            raise LineTooLong(f"a line longer than {self.max_line} bytes")
+
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: a final line without terminator is processed; an
         event not closed by an empty line is dispatched (servers that drop the
         connection mid-event are common)."""
         events: list[ServerSentEvent] = []
-        if self._buffer:
-            event = self._line(self._buffer)
-            self._buffer = b""
+        rest = b"".join(self._pending) if self._pending else (self._head or b"")
+        self._pending, self._pending_size, self._head, self._skip_lf = [], 0, None, False
+        if rest:
+            event = self._line(rest)
             if event is not None:
                 events.append(event)
         event = self._line(b"")
@@ -98,7 +143,7 @@ class SSEDecoder:
             event = _make_event(ServerSentEvent, (self._event or "message",
                                                   "\n".join(self._data), self._id, self._retry))
             self._reset()
-            return event if event.data or event.event != "message" else None
+            return event
         if line[:1] == b":":
             return None
         text = line.decode("utf-8", errors="replace")

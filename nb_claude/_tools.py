@@ -35,6 +35,7 @@ from ._stream import ToolCall
 __all__ = [
     "Tool",
     "ToolError",
+    "ToolInterrupted",
     "ToolResult",
     "as_tool",
     "registered_tools",
@@ -48,6 +49,14 @@ __all__ = [
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SUMMARY_LIMIT = 200
+
+
+class ToolInterrupted(KeyboardInterrupt):
+    """A tool call was interrupted while it ran; `result` says so truthfully."""
+
+    def __init__(self, result: ToolResult) -> None:
+        super().__init__(result.summary)
+        self.result = result
 
 
 class ToolError(ValueError):
@@ -548,6 +557,7 @@ class Tool:
             raise ToolError(f"{_show_obj(fn)} is not a function: pass a function or a tool name")
         functools.update_wrapper(self, fn, updated=())
         self.fn = fn
+        self.named = name is not None  # chosen with @tool(name=...), not taken from the def
         self.name = name if name is not None else _default_name(fn)
         if not _NAME_RE.match(self.name):
             raise ToolError(f"tool name {self.name!r} is not valid: use letters, digits, _ or - "
@@ -689,16 +699,16 @@ def resolve_tools(spec: str | Sequence[object] | None,
                   namespace: Mapping[str, object] | None = None) -> list[Tool]:
     """The tools a request offers, from names, functions or Tools.
 
-    "all" means every registered tool; a name is looked up in the registry,
-    then among the callables of `namespace` (the user's namespace).
+    With a `namespace` (the user's, as it is now), "all" means the @tool functions
+    bound in it and a name means whatever it is bound to now, so a deleted tool is
+    gone and a redefined function is used as redefined. Without one (the Python API),
+    names and "all" refer to the registry of @tool functions.
     """
     if spec is None:
         return []
     if isinstance(spec, str):
         if spec.strip().lower() == "all":
-            if not _REGISTRY:
-                raise ToolError("no tools are registered: decorate functions with @nb_claude.tool")
-            return list(_REGISTRY.values())
+            return _all_tools(namespace)
         items: Sequence[object] = [s for s in re.split(r"[,\s]+", spec) if s]
     elif isinstance(spec, (Tool,)) or callable(spec):
         items = [spec]
@@ -707,22 +717,61 @@ def resolve_tools(spec: str | Sequence[object] | None,
     found: list[Tool] = []
     for item in items:
         made = _lookup(item, namespace) if isinstance(item, str) else as_tool(item)
-        same = next((t for t in found if t.name == made.name), None)
-        if same is None:
-            found.append(made)
-        elif same is not made and same.fn is not made.fn:
-            raise ToolError(f"two tools are named {made.name!r}: "
-                            "rename one with @nb_claude.tool(name=...)")
+        _add(found, made)
     return found
 
 
+def _add(found: list[Tool], made: Tool) -> None:
+    same = next((t for t in found if t.name == made.name), None)
+    if same is None:
+        found.append(made)
+    elif same is not made and same.fn is not made.fn:
+        raise ToolError(f"two tools are named {made.name!r}: "
+                        "rename one with @nb_claude.tool(name=...)")
+
+
+def _all_tools(namespace: Mapping[str, object] | None) -> list[Tool]:
+    if namespace is None:
+        if not _REGISTRY:
+            raise ToolError("no tools are registered: decorate functions with @nb_claude.tool")
+        return list(_REGISTRY.values())
+    bound: dict[int, tuple[str, Tool]] = {}
+    for binding, value in list(namespace.items()):
+        if isinstance(value, Tool) and not binding.startswith("_"):
+            seen = bound.get(id(value))
+            if seen is None or binding == value.name:  # prefer the tool's own name
+                bound[id(value)] = (binding, value)
+    if not bound:
+        raise ToolError("no tools in the notebook: decorate functions with @nb_claude.tool "
+                        "and run their cells")
+    found: list[Tool] = []
+    for binding, value in bound.values():
+        _add(found, _as_bound(value, binding))
+    return found
+
+
+def _as_bound(value: Tool, binding: str) -> Tool:
+    """A tool under the name the notebook now gives it, unless its name was chosen."""
+    if value.named or value.name == binding or not _NAME_RE.match(binding):
+        return value
+    return Tool(value, name=binding)
+
+
 def _lookup(name: str, namespace: Mapping[str, object] | None) -> Tool:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    value = namespace.get(name) if namespace is not None else None
-    if value is not None and (isinstance(value, Tool) or callable(value)):
-        return as_tool(value)
-    raise ToolError(f"unknown tool {name!r}: decorate it with @nb_claude.tool or pass the function")
+    if namespace is None:
+        if name in _REGISTRY:
+            return _REGISTRY[name]
+        raise ToolError(f"unknown tool {name!r}: decorate it with @nb_claude.tool or pass the "
+                        "function")
+    if name not in namespace:
+        raise ToolError(f"unknown tool {name!r}: nothing is named {name} in the notebook; "
+                        "define the function (run its cell) first")
+    value = namespace[name]
+    if isinstance(value, Tool):
+        return _as_bound(value, name)
+    if callable(value):
+        return Tool(value, name=name) if _NAME_RE.match(name) else as_tool(value)
+    raise ToolError(f"unknown tool {name!r}: {name} is not a function but {_show_obj(value)}")
 
 
 _CHOICES = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
@@ -798,7 +847,9 @@ def run_tool_call(call: ToolCall, tools: Mapping[str, Tool], *,
                   result_budget: int = 20_000) -> ToolResult:
     """Run one call the model asked for; problems become error results, never raised.
 
-    Only KeyboardInterrupt (and other BaseExceptions) propagate.
+    An interrupt while the function runs raises ToolInterrupted, whose `result` says
+    the call was interrupted (it may have done part of its work); an async tool is
+    cancelled first. Other BaseExceptions (SystemExit) propagate.
     """
 
     def error(message: str) -> ToolResult:
@@ -819,6 +870,11 @@ def run_tool_call(call: ToolCall, tools: Mapping[str, Tool], *,
         return error(str(exc))
     try:
         value = _invoke(found.fn, args, kwargs)
+    except KeyboardInterrupt:
+        message = (f"{call.name} was interrupted while running: the user stopped it, and it "
+                   "may have done part of its work")
+        raise ToolInterrupted(ToolResult(call.id, call.name, message, True, "interrupted",
+                                         call.arguments)) from None
     except Exception as exc:
         return error(_describe_exception(exc))
     try:
@@ -830,7 +886,11 @@ def run_tool_call(call: ToolCall, tools: Mapping[str, Tool], *,
 
 
 def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Call `fn`; a coroutine function runs to completion on its own event loop."""
+    """Call `fn`; a coroutine function runs to completion on its own event loop.
+
+    An interrupt while an async tool runs cancels its task (so its `finally` runs and
+    it stops), waits briefly for that, and re-raises the KeyboardInterrupt.
+    """
     if not inspect.iscoroutinefunction(_underlying(fn)):
         return fn(*args, **kwargs)
     import asyncio
@@ -838,19 +898,50 @@ def _invoke(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> 
 
     # A notebook kernel already runs an event loop in this thread, so use another one.
     box: dict[str, Any] = {}
+    started, finished = threading.Event(), threading.Event()
+
+    async def main() -> Any:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        return await fn(*args, **kwargs)
 
     def run() -> None:
         try:
-            box["value"] = asyncio.run(fn(*args, **kwargs))
+            box["value"] = asyncio.run(main())
         except BaseException as exc:
             box["error"] = exc
+        finally:
+            started.set()
+            finished.set()
 
-    worker = threading.Thread(target=run, name="nb_claude-tool", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in box:
-        raise box["error"]
+    threading.Thread(target=run, name="nb_claude-tool", daemon=True).start()
+    try:
+        # Short waits return to the interpreter often, so an interrupt is seen at once
+        # even when the signal went to another thread. (Not Thread.join: an interrupted
+        # join can mark a live thread as stopped.)
+        while not finished.wait(0.05):
+            pass
+    except KeyboardInterrupt:
+        _cancel(box, started, finished)
+        raise
+    error = box.get("error")
+    if isinstance(error, asyncio.CancelledError):  # cancelled by the tool's own code
+        raise RuntimeError("the tool's task was cancelled before it returned")
+    if error is not None:
+        raise error
     return box.get("value")
+
+
+def _cancel(box: dict[str, Any], started: Any, finished: Any, wait: float = 2.0) -> None:
+    """Cancel the async tool's task on its own loop and give it `wait` seconds to stop."""
+    started.wait(wait)
+    loop, task = box.get("loop"), box.get("task")
+    if loop is not None and task is not None:
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:  # the loop has already closed: the tool finished
+            return
+    finished.wait(wait)
 
 
 @functools.cache

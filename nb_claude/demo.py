@@ -98,11 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, NB_CLAUDE_DEMO="1")
     standin = None
     if not env.get("AIMLAPI_KEY"):
-        from nb_claude.testing import StandInServer
+        from nb_claude.testing import DEMO_KEY, StandInServer
 
         standin = StandInServer().start()
         env["NB_CLAUDE_BASE_URL"] = standin.url
-        env["AIMLAPI_KEY"] = "stand-in"
+        env["AIMLAPI_KEY"] = DEMO_KEY
         _say(f"No AIMLAPI_KEY set: replies come from the offline stand-in server at "
              f"{standin.url}, not from Claude.")
 

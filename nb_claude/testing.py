@@ -47,6 +47,8 @@ __all__ = [
     "MAX_OUTPUT_TOKENS",
     "DEFAULT_REPLY_LABEL",
     "FAULT_TEXT",
+    "WEB_PAGE",
+    "DEMO_KEY",
     "main",
 ]
 
@@ -63,6 +65,11 @@ CREDITS_PER_USD = 2_000_000  # the ratio seen in every recorded meta.usage
 DEFAULT_REPLY_LABEL = "*Offline stand-in reply (no model was called).*"
 DEFAULT_THINKING = ("The stand-in does not reason; this text only shows where the model's "
                     "thinking would appear.")
+WEB_PAGE = ("<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
+            "<body><h1>Welcome</h1><p>This is a web page, not an API.</p></body></html>\n")
+# The key the offline demo and Binder give the client: it cannot be mistaken for a word
+# in a conversation, so redacting it never blanks out prose.
+DEMO_KEY = "nbc-offline-demo-0000000000000000"
 FAULT_TEXT = ("This reply arrives in many small pieces, so that a scripted fault can land "
               "between any two of them without the reply being over yet.")
 CHAT_PATH = "/v1/chat/completions"
@@ -112,7 +119,7 @@ class RecordedRequest:
 class _Script:
     """One scripted answer: a reply (maybe with a fault injected mid-stream) or a fault."""
 
-    kind: str = "reply"  # "reply" | "fault" | "drop"
+    kind: str = "reply"  # "reply" | "fault" | "drop" | "raw"
     text: str = ""
     thinking: str | None = None
     thinking_field: str = "reasoning_content"
@@ -138,6 +145,7 @@ class _Script:
     envelope: str = "service"
     upstream_status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""  # a raw answer's body
     priced: bool = False  # cost computed from the token counts instead of usd_spent
 
 
@@ -804,6 +812,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Stop
         if script.kind == "fault":
             return self._fault(script)
+        if script.kind == "raw":
+            return self._raw(script)
         if body.get("stream") is True:
             self._stream(owner, body, script)
         else:
@@ -850,6 +860,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(script.status, script.message or default, error_type,
                     envelope=script.envelope, upstream=script.upstream_status,
                     headers=script.headers)
+
+    def _raw(self, script: _Script) -> None:
+        self.send_response(script.status)
+        for name, value in script.headers.items():
+            self.send_header(name, value)
+        if script.status >= 200 and script.status not in (204, 304):
+            self.send_header("content-length", str(len(script.body)))
+            self.end_headers()
+            self.wfile.write(script.body)
+        else:
+            self.end_headers()
 
     def _abort(self) -> None:
         """Close the connection at once, mid-message if need be."""
@@ -1241,6 +1262,22 @@ class StandInServer:
         return self._push(_Script(kind="fault", status=status, message=message or "",
                                   envelope=envelope, upstream_status=upstream_status,
                                   headers=dict(headers or {})))
+
+    def raw(self, status: int, body: str | bytes = b"", *,
+            headers: dict[str, str] | None = None) -> StandInServer:
+        """Queue an answer that is not the API's, as a wrong base URL gives: any status,
+        headers and body (content-length is added unless the status has no body)."""
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        return self._push(_Script(kind="raw", status=status, body=data,
+                                  headers=dict(headers or {})))
+
+    def redirect(self, location: str, status: int = 307) -> StandInServer:
+        """Queue a redirect, as a base URL without /v1 or with http:// for https:// gets."""
+        return self.raw(status, headers={"location": location})
+
+    def web_page(self, status: int = 200) -> StandInServer:
+        """Queue an HTML page with status 200, as a base URL pointing at a website gets."""
+        return self.raw(status, WEB_PAGE, headers={"content-type": "text/html; charset=utf-8"})
 
     def drop(self, after_chunks: int | None = None) -> StandInServer:
         """Queue a dropped connection: before any byte, or after N content chunks."""

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nb_claude.testing import DEMO_KEY
+
 BINDER = Path(__file__).resolve().parents[1] / "binder"
 
 
@@ -54,13 +56,13 @@ def test_start_without_key_serves_the_standin(base_env: dict[str, str]) -> None:
     env, stderr = _run_start(base_env)
     pid = int(env["NB_CLAUDE_STANDIN_PID"])
     try:
-        assert env["AIMLAPI_KEY"] == "stand-in"
+        assert env["AIMLAPI_KEY"] == DEMO_KEY
         assert env["NB_CLAUDE_REPLAY"] == "auto"
         url = env["NB_CLAUDE_BASE_URL"]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
         assert f"offline stand-in server at {url}" in stderr
         reply = httpx.post(f"{url}/chat/completions", trust_env=False, timeout=10,
-                           headers={"Authorization": "Bearer stand-in"},
+                           headers={"Authorization": f"Bearer {DEMO_KEY}"},
                            json={"model": "anthropic/claude-opus-4-8", "max_tokens": 64,
                                  "messages": [{"role": "user", "content": "Hi"}]})
         assert reply.status_code == 200

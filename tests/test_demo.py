@@ -16,6 +16,8 @@ import httpx
 import pytest
 from kernel_harness import isolated_kernel_env
 
+from nb_claude.testing import DEMO_KEY
+
 pytestmark = pytest.mark.kernel
 HAVE_PROC = Path("/proc/self/environ").exists()
 
@@ -114,7 +116,7 @@ def test_demo_without_key_uses_standin_and_stops_cleanly(workdir: Path,
         assert nb.status_code == 200 and nb.json()["type"] == "notebook"
 
         reply = httpx.post(f"{standin_url}/chat/completions", trust_env=False, timeout=10,
-                           headers={"Authorization": "Bearer stand-in"},
+                           headers={"Authorization": f"Bearer {DEMO_KEY}"},
                            json={"model": "anthropic/claude-opus-4-8", "max_tokens": 64,
                                  "messages": [{"role": "user", "content": "Hello?"}]})
         assert reply.status_code == 200
@@ -126,7 +128,7 @@ def test_demo_without_key_uses_standin_and_stops_cleanly(workdir: Path,
             assert token not in Path(f"/proc/{pids[0]}/cmdline").read_text()
             lab_env = _proc_environ(pids[0])
             assert lab_env["NB_CLAUDE_BASE_URL"] == standin_url
-            assert lab_env["AIMLAPI_KEY"] == "stand-in"
+            assert lab_env["AIMLAPI_KEY"] == DEMO_KEY
             assert lab_env["NB_CLAUDE_DEMO"] == "1"
 
         demo.proc.send_signal(signal.SIGINT)  # what Ctrl-C does

@@ -426,7 +426,6 @@ def test_resolve_tools() -> None:
     def c(z: float) -> float:
         return z
 
-    namespace = {"c": c, "a": "shadowed by the registry", "n": 5}
     assert resolve_tools(None) == []
     for name in ("a", "b"):
         unregister(name)
@@ -435,18 +434,24 @@ def test_resolve_tools() -> None:
     tool(a)
     tool(b)
     a, b = registered_tools()["a"], registered_tools()["b"]
+    # Without a namespace (the Python API), names and "all" use the registry.
     assert resolve_tools("all") == [a, b]
     assert resolve_tools("a, b") == [a, b]
     assert resolve_tools("b a") == [b, a]
+    assert resolve_tools("a,a") == [a]
+    assert [t.name for t in resolve_tools(["a", c, b])] == ["a", "c", "b"]
+    with pytest.raises(ToolError) as info:
+        resolve_tools("a,missing")
+    assert str(info.value) == ("unknown tool 'missing': decorate it with @nb_claude.tool "
+                               "or pass the function")
+    # With one (the notebook's), a name means what it is bound to now.
+    namespace = {"a": a, "c": c, "n": 5}
     found = resolve_tools(["a", c, b], namespace)
     assert [t.name for t in found] == ["a", "c", "b"]
     assert resolve_tools("c,a", namespace)[0].fn is c
-    assert resolve_tools("a,a") == [a]
-    with pytest.raises(ToolError) as info:
-        resolve_tools("a,missing", namespace)
-    assert str(info.value) == ("unknown tool 'missing': decorate it with @nb_claude.tool "
-                               "or pass the function")
-    with pytest.raises(ToolError, match="unknown tool 'n'"):
+    with pytest.raises(ToolError, match="unknown tool 'b': nothing is named b"):
+        resolve_tools("a,b", namespace)
+    with pytest.raises(ToolError, match="unknown tool 'n': n is not a function but 5"):
         resolve_tools("n", namespace)
 
     def other(x: int) -> int:

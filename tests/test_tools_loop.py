@@ -124,9 +124,12 @@ def test_interrupt_inside_a_tool_leaves_a_consistent_history(run, server, tools_
     server.reply("after")
     run("%%claude\nAfter")
     messages = server.requests[-1].body["messages"]
-    assert messages[1] == {"role": "assistant", "content": "Calling."}
-    assert all(b.get("type") != "tool_use" for m in messages if isinstance(m["content"], list)
-               for b in m["content"])
+    # The interrupted call is answered truthfully, so no tool_use is left unanswered.
+    assert messages[1]["content"][1]["id"] == "call_s"
+    result, prompt = messages[2]["content"]
+    assert result["tool_use_id"] == "call_s" and result["is_error"] is True
+    assert "interrupted while running" in result["content"]
+    assert prompt == {"type": "text", "text": "After"}
     _tools.unregister("slow")
 
 
