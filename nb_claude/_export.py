@@ -73,20 +73,22 @@ def _slug(text: str) -> str:
 def _turn_cell(number: int, turn: Turn) -> Any:
     import nbformat
 
+    from ._markdown import escape_text, safe_markdown
     from ._render import turn_markdown
 
     attachments: dict[str, dict[str, str]] = {}
-    lines = [f"### {number}. You", "", turn.prompt]
+    lines = [f"### {number}. You", "", safe_markdown(turn.prompt)]
     for index, attachment in enumerate(turn.attachments, 1):
         if attachment.kind == "image":
-            extension = attachment.media_type.split("/")[-1]
+            extension = _slug(attachment.media_type.split("/")[-1])
             name = f"{number}-{index}-{_slug(attachment.name)}.{extension}"
             attachments[name] = {attachment.media_type:
                                  base64.b64encode(attachment.data).decode("ascii")}
-            lines += ["", f"![{attachment.description}](attachment:{name})"]
+            lines += ["", f"![{escape_text(attachment.description)}](attachment:{name})"]
         else:
-            lines += ["", f"Attached: {attachment.description} · sha256 {attachment.sha256[:12]}"]
-    lines += ["", "### Claude", "", turn_markdown(turn)]
+            lines += ["", f"Attached: {escape_text(attachment.description)} · "
+                          f"sha256 {attachment.sha256[:12]}"]
+    lines += ["", "### Claude", "", turn_markdown(turn, attachments=False)]
     cell = nbformat.v4.new_markdown_cell("\n".join(lines))
     if attachments:
         cell["attachments"] = attachments
@@ -100,9 +102,11 @@ def write_notebook(session: Session, path: str | os.PathLike[str]) -> Path:
     """An .ipynb with a Markdown cell per turn; images travel as cell attachments."""
     import nbformat
 
+    from ._markdown import code_span
+
     notebook = nbformat.v4.new_notebook()
     notebook.cells.append(nbformat.v4.new_markdown_cell(
-        f"# Conversation `{session.name}`\n\nExported by nb_claude: {len(session.history)} turns."))
+        f"# Conversation {code_span(session.name)}\n\nExported by nb_claude: {len(session.history)} turns."))
     notebook.cells.extend(_turn_cell(n, t) for n, t in enumerate(session.history, 1))
     nbformat.validate(notebook)
     target = Path(path)

@@ -12,7 +12,6 @@ import contextlib
 import html
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ import ipywidgets as widgets
 
 from ._config import redact
 from ._errors import NbClaudeError
+from ._render import Throttle, live_placeholder, live_size
 from ._session import Session, Turn, get_session
 
 __all__ = ["ChatPanel", "attachable_names"]
@@ -122,7 +122,7 @@ class ChatPanel(widgets.VBox):
         self._slots: list[widgets.Output] = []
         self._shown: dict[int, str] = {}  # id(Output) -> markdown it shows
         self._live_slot: widgets.Output | None = None
-        self._last_render = 0.0
+        self._throttle = Throttle(session.settings.updates_per_second)
         self._timer: threading.Timer | None = None
         self._token: Any = None
         self._thread: threading.Thread | None = None
@@ -237,19 +237,30 @@ class ChatPanel(widgets.VBox):
         if tuple(children) != self.transcript.children:
             self.transcript.children = tuple(children)
 
-    def _render_live(self) -> None:
-        """Show the turn in flight (caller holds the lock)."""
+    def _render_live(self, *, force: bool = False) -> None:
+        """Show the turn in flight, within the throttle's budget (caller holds the lock)."""
         turn = self._live
         if turn is None or self._live_slot is None:
             return
         self._timer = None
-        self._last_render = time.monotonic()
-        self.renders += 1
-        if id(turn) in self._stopped:
+        stopped = id(turn) in self._stopped
+        force = force or stopped
+        if not force and not self._throttle.fits(live_size(turn)):
+            self._throttle.skip()
+            return
+        if stopped:
             markdown = _turn_markdown(turn, live=False, footer=False) + "\n\n" + STOPPED
+            text = _turn_text(turn)
         else:
             markdown = _turn_markdown(turn, live=True)
-        self._show(self._live_slot, markdown, _turn_text(turn))
+            text = live_placeholder(turn)
+        size = len(markdown) + len(text)
+        if not force and not self._throttle.fits(size):
+            self._throttle.skip()
+            return
+        self.renders += 1
+        self._show(self._live_slot, markdown, text)
+        self._throttle.record(size)
 
     # -- session events (from whichever thread runs the request) -------------
     def _on_event(self, event: str, turn: Turn | None) -> None:
@@ -279,13 +290,12 @@ class ChatPanel(widgets.VBox):
                     slot = self._slots[index]
         self._live_slot = slot or self._new_slot()
         self._layout()
-        self._render_live()
+        self._throttle = Throttle(self.session.settings.updates_per_second)
+        self._render_live(force=True)
         self._busy(True)
 
     def _throttled(self) -> None:
-        rate = self.session.settings.updates_per_second
-        interval = 1.0 / rate if rate > 0 else 0.0
-        wait = self._last_render + interval - time.monotonic()
+        wait = self._throttle.wait()
         if wait <= 0:
             self._cancel_timer()
             self._render_live()
@@ -385,7 +395,7 @@ class ChatPanel(widgets.VBox):
             if freeze and live is not None:
                 self._cancel_timer()
                 self._stopped.add(id(live))
-                self._render_live()
+                self._render_live(force=True)
             self.stop_button.disabled = True
             self._set_status("Stopped.")
 

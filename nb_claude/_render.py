@@ -11,14 +11,17 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+from ._markdown import code_span, escape_text, safe_markdown
 
 if TYPE_CHECKING:
     from ._session import Session, Step, Turn
 
-__all__ = ["InlineView", "turn_markdown", "footer", "session_markdown", "output_metadata",
-           "first_code_block"]
+__all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
+           "output_metadata", "first_code_block"]
 
 WAITING = "<span class='nbc-waiting'>⋯ *waiting for Claude*</span>"
 CURSOR = " ▍"
@@ -86,7 +89,7 @@ def attachments_line(turn: Turn) -> str:
     items = []
     for attachment in turn.attachments:
         thumb = _thumbnail(attachment) if attachment.kind == "image" else None
-        label = html.escape(attachment.description)
+        label = escape_text(" ".join(attachment.description.split()))
         if thumb:
             items.append(f"<img src=\"{thumb}\" style=\"height:32px;vertical-align:middle\" "
                          f"alt=\"{html.escape(attachment.name)}\"/> {label}")
@@ -122,14 +125,23 @@ def _call_arguments(call: Any) -> str:
     return _clip(shown, 60)
 
 
+_SUMMARY_ENTITIES = {ord(c): f"&#{ord(c)};" for c in "$\\[]`"}
+
+
+def _summary_text(text: str) -> str:
+    """Text for a <summary> line: one line of escaped HTML that never opens math, links or code."""
+    return html.escape(" ".join(text.split()), quote=False).translate(_SUMMARY_ENTITIES)
+
+
 def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
     reply = step.reply
     parts: list[str] = []
     if reply.thinking:
         label = "Thinking…" if live and last and not reply.text else "Thinking"
-        parts.append(_details(label, html.escape(reply.thinking).replace("\n", "<br>\n")))
+        parts.append(_details(label, escape_text(reply.thinking).replace("\n", "<br>\n")))
     if reply.text:
-        parts.append(reply.text + (CURSOR if live and last and not reply.tool_calls else ""))
+        cursor = CURSOR if live and last and not reply.tool_calls else ""
+        parts.append(safe_markdown(reply.text + cursor))
     results = {r.tool_use_id: r for r in step.results}
     for call in reply.tool_calls:
         result = results.get(call.id)
@@ -140,27 +152,27 @@ def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
         if result is None:
             status = "running…" if live else "not run"
         elif result.is_error:
-            status = f"failed: {html.escape(_clip(result.summary, 70), quote=False)}"
+            status = f"failed: {_summary_text(_clip(result.summary, 70))}"
         else:
-            status = f"→ {html.escape(_clip(result.summary, 70), quote=False)}"
-        body = "Arguments\n\n" + _fence(arguments, "json")
+            status = f"→ {_summary_text(_clip(result.summary, 70))}"
+        body = "Arguments\n\n" + _fence(_clip(arguments, 2000), "json")
         if result is not None:
             content = result.content if isinstance(result.content, str) else \
                 "\n".join(b.get("text", f"[{b.get('type')}]") for b in result.content)
             label = "Error" if result.is_error else "Result"
             body += f"\n\n{label}\n\n" + _fence(_clip(content, 2000))
-        call_text = html.escape(f"{call.name}({_call_arguments(call)})", quote=False)
+        call_text = _summary_text(f"{_clip(call.name, 80)}({_call_arguments(call)})")
         parts.append(_details(f"Tool <code>{call_text}</code> {status}", body))
     return parts
 
 
 def turn_markdown(turn: Turn, *, live: bool = False, prompt: bool = False,
-                  with_footer: bool = True) -> str:
+                  with_footer: bool = True, attachments: bool = True) -> str:
     """The turn as notebook Markdown; `prompt` adds the user's text (for the panel)."""
     parts: list[str] = []
     if prompt:
-        parts.append("**You:** " + turn.prompt)
-    line = attachments_line(turn)
+        parts.append(_labelled("**You:**", safe_markdown(turn.prompt)))
+    line = attachments_line(turn) if attachments else ""
     if line:
         parts.append(line)
     body: list[str] = []
@@ -170,8 +182,21 @@ def turn_markdown(turn: Turn, *, live: bool = False, prompt: bool = False,
         body.append(WAITING)
     parts.extend(body)
     if with_footer and not live and turn.steps:
-        parts.append(f"<sub>{html.escape(footer(turn))}</sub>")
+        parts.append(f"<sub>{_footer_markdown(turn)}</sub>")
     return "\n\n".join(parts)
+
+
+def _footer_markdown(turn: Turn) -> str:
+    """The footer as literal text; a lone dollar sign cannot open math, so it stays readable."""
+    text = escape_text(" ".join(footer(turn).split()))
+    return text.replace("&#36;", "$") if text.count("&#36;") == 1 else text
+
+
+def _labelled(label: str, markdown: str) -> str:
+    """A label before Markdown, on its own line when the Markdown opens with a code fence."""
+    if markdown.lstrip(" ").startswith(("```", "~~~")) or not markdown.strip():
+        return f"{label}\n\n{markdown}"
+    return f"{label} {markdown}"
 
 
 def turn_text(turn: Turn) -> str:
@@ -210,42 +235,111 @@ def _is_terminal() -> bool:
     return shell is None or (not hasattr(shell, "kernel") and sys.stdout.isatty())
 
 
+class Throttle:
+    """When a live display may show a new state.
+
+    At most `rate` updates a second, counted from the end of the previous update, and
+    only while everything sent so far plus this update stays within `factor` times this
+    update plus `slack` bytes. An ordinary reply (a few KB) updates at the full rate for
+    its whole life; a huge one backs off geometrically, so the display traffic of any
+    reply stays within (factor + 2) / 2 times its final output plus `slack`, however
+    slowly it streams.
+    """
+
+    def __init__(self, rate: float = 10.0, *, factor: float = 1.5, slack: int = 196_608,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.factor = factor
+        self.slack = slack
+        self.clock = clock
+        self.sent = 0
+        self.updates = 0
+        self._next = 0.0
+
+    def __repr__(self) -> str:
+        return f"Throttle(interval={self.interval}, sent={self.sent}, updates={self.updates})"
+
+    def wait(self) -> float:
+        """Seconds until the next update may go."""
+        return max(0.0, self._next - self.clock())
+
+    def fits(self, size: int) -> bool:
+        """An update of `size` bytes stays within the traffic budget."""
+        return self.sent + size <= self.factor * size + self.slack
+
+    def ready(self, size: int) -> bool:
+        """An update of at least `size` bytes may go now."""
+        return self.wait() <= 0 and self.fits(size)
+
+    def record(self, size: int) -> None:
+        """An update of `size` bytes has just been sent."""
+        self.sent += size
+        self.updates += 1
+        self._next = self.clock() + self.interval
+
+    def skip(self) -> None:
+        """A state was rendered but not sent: wait a full interval before rendering again."""
+        self._next = self.clock() + self.interval
+
+
+def live_size(turn: Turn) -> int:
+    """A cheap lower bound of a live update's size: the text it shows."""
+    return sum(len(s.reply.text) + len(s.reply.thinking) for s in turn.steps)
+
+
+def bundle_size(bundle: dict[str, str]) -> int:
+    return sum(len(value) for value in bundle.values())
+
+
+def live_placeholder(turn: Turn) -> str:
+    """The text/plain of a live state: short, the full text comes with the final output."""
+    size = live_size(turn)
+    return f"⋯ Claude is replying ({size:,} characters so far)" if size else "⋯"
+
+
 class InlineView:
     """A live reply under the running cell, updated at most `rate` times a second."""
 
-    def __init__(self, rate: float = 10.0, *, fmt: str = "markdown") -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
+    def __init__(self, rate: float = 10.0, *, fmt: str = "markdown",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.throttle = Throttle(rate, clock=clock)
         self.fmt = fmt
         self.handle: Any = None
-        self.updates = 0
-        self._last = 0.0
         self._terminal = _is_terminal()
         self._written = 0
+
+    @property
+    def updates(self) -> int:
+        return self.throttle.updates
 
     def _bundle(self, turn: Turn, *, live: bool) -> dict[str, str]:
         if self.fmt == "text":
             return {"text/plain": turn_text(turn) if not live else turn.text or "⋯"}
         return {"text/markdown": turn_markdown(turn, live=live),
-                "text/plain": turn_text(turn) if not live else turn.text or "⋯"}
+                "text/plain": turn_text(turn) if not live else live_placeholder(turn)}
 
     def start(self, turn: Turn) -> None:
         if self._terminal:
             return
         from IPython.display import display
 
-        self.handle = display(self._bundle(turn, live=True), raw=True, display_id=True)
-        self._last = time.monotonic()
+        bundle = self._bundle(turn, live=True)
+        self.handle = display(bundle, raw=True, display_id=True)
+        self.throttle.record(bundle_size(bundle))
 
     def update(self, turn: Turn, *, force: bool = False) -> None:
         if self._terminal:
             self._write_terminal(turn)
             return
-        now = time.monotonic()
-        if self.handle is None or (not force and now - self._last < self.interval):
+        if self.handle is None or (not force and not self.throttle.ready(live_size(turn))):
             return
-        self._last = now
-        self.updates += 1
-        self.handle.update(self._bundle(turn, live=True), raw=True)
+        bundle = self._bundle(turn, live=True)
+        size = bundle_size(bundle)
+        if not force and not self.throttle.fits(size):
+            self.throttle.skip()
+            return
+        self.handle.update(bundle, raw=True)
+        self.throttle.record(size)
 
     def finish(self, turn: Turn) -> None:
         if self._terminal:
@@ -255,9 +349,9 @@ class InlineView:
             return
         if self.handle is None:
             return
-        self.updates += 1
-        self.handle.update(self._bundle(turn, live=False), raw=True,
-                           metadata=output_metadata(turn))
+        bundle = self._bundle(turn, live=False)
+        self.handle.update(bundle, raw=True, metadata=output_metadata(turn))
+        self.throttle.record(bundle_size(bundle))
 
     def fail(self, turn: Turn, exc: BaseException) -> None:
         """Failed before any content: the waiting mark goes away, the error shows."""
@@ -275,16 +369,16 @@ class InlineView:
 def session_markdown(session: Session) -> str:
     """The whole conversation as Markdown (for %claude_history and export)."""
     if not session.history:
-        return f"*Session `{session.name}` has no turns yet.*"
-    parts = [f"# Conversation `{session.name}`"]
+        return f"*Session {code_span(session.name)} has no turns yet.*"
+    parts = [f"# Conversation {code_span(session.name)}"]
     for number, turn in enumerate(session.history, 1):
         parts.append(f"## {number}. You")
-        parts.append(turn.prompt)
+        parts.append(safe_markdown(turn.prompt))
         line = attachments_line(turn)
         if line:
             parts.append(line)
         parts.append("## Claude")
-        parts.append(turn_markdown(turn))
+        parts.append(turn_markdown(turn, attachments=False))
     return "\n\n".join(parts)
 
 
@@ -312,7 +406,7 @@ def dry_run_bundle(body: dict[str, Any], attachments: list[Any]) -> dict[str, st
     if attachments:
         total = sum(a.estimate_tokens() for a in attachments)
         lines += ["", f"Attachments (about {total:,} tokens):", ""]
-        lines += [f"- {html.escape(a.description)} · {a.media_type} · {len(a.data):,} bytes · "
+        lines += [f"- {escape_text(a.description)} · {escape_text(a.media_type)} · {len(a.data):,} bytes · "
                   f"~{a.estimate_tokens():,} tokens · sha256 {a.sha256[:12]}" for a in attachments]
     return {"text/markdown": "\n".join(lines), "text/plain": shown}
 
@@ -323,5 +417,5 @@ def usage_markdown(session: Session) -> str:
     cost = "n/a" if usage.cost_usd is None else f"${usage.cost_usd:.4f}" + (
         " (estimate from the price table)" if usage.estimated else "")
     return (f"| session | replies | tokens in | tokens out | cost |\n|---|---|---|---|---|\n"
-            f"| `{session.name}` | {replies} | {usage.input_tokens:,} | "
+            f"| {code_span(session.name)} | {replies} | {usage.input_tokens:,} | "
             f"{usage.output_tokens:,} | {cost} |")

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from kernel_harness import run_notebook
 
-from nb_claude.testing import StandInServer
+from nb_claude.testing import DEMO_KEY, StandInServer
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 REPLAY = NOTEBOOKS / "nb_claude_replay.jsonl"
@@ -24,7 +24,7 @@ REPLAY = NOTEBOOKS / "nb_claude_replay.jsonl"
 def record(paths: list[Path]) -> None:
     REPLAY.unlink(missing_ok=True)
     with StandInServer(seed=0) as server:
-        env = {"NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": "stand-in",
+        env = {"NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": DEMO_KEY,
                "NB_CLAUDE_REPLAY": "record"}
         for path in paths:
             done = run_notebook(path, env=env, cwd=NOTEBOOKS, timeout=180)

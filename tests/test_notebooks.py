@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from kernel_harness import run_notebook
 
-from nb_claude.testing import StandInServer
+from nb_claude.testing import DEMO_KEY, StandInServer
 
 pytestmark = pytest.mark.kernel
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -71,7 +71,7 @@ def test_restart_and_run_all_twice_makes_no_request_the_second_time(workdir):
     (workdir / "nb_claude_replay.jsonl").unlink()
     with StandInServer(seed=5) as server:
         env = {"NB_CLAUDE_REPLAY": "auto", "NB_CLAUDE_BASE_URL": server.url,
-               "AIMLAPI_KEY": "stand-in"}
+               "AIMLAPI_KEY": DEMO_KEY}
         first = run_notebook(workdir / "reproducible-analysis.ipynb", env=env, cwd=workdir)
         made = len(server.requests)
         second = run_notebook(workdir / "reproducible-analysis.ipynb", env=env, cwd=workdir)

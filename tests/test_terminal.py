@@ -8,13 +8,13 @@ import subprocess
 import sys
 import time
 
-from nb_claude.testing import StandInServer
+from nb_claude.testing import DEMO_KEY, StandInServer
 
 
 def test_terminal_ipython_streams_plain_text(tmp_path):
     with StandInServer(seed=2) as server:
         server.reply("Plain **text** in a terminal.", usage=(4, 6))
-        env = {**os.environ, "NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": "stand-in",
+        env = {**os.environ, "NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": DEMO_KEY,
                "NB_CLAUDE_REPLAY": "off", "IPYTHONDIR": str(tmp_path / "ipython"),
                "TERM": "dumb"}
         primary, secondary = pty.openpty()
