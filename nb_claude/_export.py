@@ -14,6 +14,7 @@ from ._config import redact
 from ._errors import ConfigError
 
 if TYPE_CHECKING:
+    from ._content import Attachment
     from ._session import Session, Turn
 
 __all__ = ["save_session", "load_turns", "write_notebook"]
@@ -71,30 +72,31 @@ def _slug(text: str) -> str:
 
 
 def _turn_cell(number: int, turn: Turn) -> Any:
+    """A Markdown cell for one turn; each image is stored once, as a cell attachment."""
     import nbformat
 
-    from ._markdown import escape_text, safe_markdown
-    from ._render import turn_markdown
+    from ._render import transcript_markdown
 
     attachments: dict[str, dict[str, str]] = {}
-    lines = [f"### {number}. You", "", safe_markdown(turn.prompt)]
-    for index, attachment in enumerate(turn.attachments, 1):
-        if attachment.kind == "image":
-            extension = _slug(attachment.media_type.split("/")[-1])
-            name = f"{number}-{index}-{_slug(attachment.name)}.{extension}"
-            attachments[name] = {attachment.media_type:
-                                 base64.b64encode(attachment.data).decode("ascii")}
-            lines += ["", f"![{escape_text(attachment.description)}](attachment:{name})"]
-        else:
-            lines += ["", f"Attached: {escape_text(attachment.description)} · "
-                          f"sha256 {attachment.sha256[:12]}"]
-    lines += ["", "### Claude", "", turn_markdown(turn, attachments=False)]
-    cell = nbformat.v4.new_markdown_cell("\n".join(lines))
+
+    def cell_attachment(index: int, attachment: Attachment) -> str:
+        extension = _slug(attachment.media_type.split("/")[-1])
+        name = f"{number}-{index}-{_slug(attachment.name)}.{extension}"
+        attachments[name] = {attachment.media_type:
+                             base64.b64encode(attachment.data).decode("ascii")}
+        return f"attachment:{name}"
+
+    cell = nbformat.v4.new_markdown_cell(
+        transcript_markdown(turn, number, level=3, image_src=cell_attachment))
     if attachments:
         cell["attachments"] = attachments
-    cell["metadata"]["nb_claude"] = {"source": turn.source,
-                                     "request_sha256": turn.reply.request_sha256,
-                                     "model": turn.reply.model}
+    cell["metadata"]["nb_claude"] = {
+        "source": turn.source,
+        "request_sha256": turn.reply.request_sha256,
+        "model": turn.reply.model,
+        "attachments": [{"name": a.name, "media_type": a.media_type, "sha256": a.sha256}
+                        for a in turn.attachments],
+    }
     return cell
 
 

@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any
 from ._markdown import code_span, escape_text, safe_markdown
 
 if TYPE_CHECKING:
+    from ._content import Attachment
     from ._session import Session, Step, Turn
 
 __all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
-           "output_metadata", "first_code_block"]
+           "transcript_markdown", "output_metadata", "first_code_block"]
+
+ImageSource = Callable[[int, "Attachment"], "str | None"]
+"""Where an attached image is shown from: `(position, attachment) -> URL` (None: no image)."""
 
 WAITING = "<span class='nbc-waiting'>⋯ *waiting for Claude*</span>"
 CURSOR = " ▍"
@@ -52,7 +56,12 @@ def footer(turn: Turn, *, live: bool = False) -> str:
         parts.append(f"{elapsed:.1f} s")
     if usage.cost_usd is not None and (counted or not usage.estimated):
         cost = f"${usage.cost_usd:.4f}"
-        parts.append(f"~{cost} (estimate)" if usage.estimated else cost)
+        if turn.offline:
+            parts.append(f"{cost} est., offline")  # the stand-in's figure: nothing was spent
+        else:
+            parts.append(f"~{cost} (estimate)" if usage.estimated else cost)
+    elif turn.offline:
+        parts.append("offline")
     if len(turn.steps) > 1:
         parts.append(f"{len(turn.steps)} steps")
     note = _FINISH_NOTES.get(reply.finish_reason or "")
@@ -60,6 +69,9 @@ def footer(turn: Turn, *, live: bool = False) -> str:
         parts.append(note)
     if any(s.reply.replayed for s in turn.steps):
         parts.append("replayed")
+    recorded = sorted({s.recorded for s in turn.steps if s.recorded})
+    if recorded:
+        parts.append(f"recorded in {', '.join(recorded)}")
     if turn.interrupted:
         parts.append("interrupted")
     if reply.error:
@@ -84,17 +96,25 @@ def _thumbnail(attachment: Any) -> str | None:
     return _THUMBNAILS[key]
 
 
-def attachments_line(turn: Turn) -> str:
-    """What was sent besides the prompt: thumbnails, frame shapes, file names."""
+def attachments_line(turn: Turn, *, image_src: ImageSource | None = None) -> str:
+    """What was sent besides the prompt: thumbnails, frame shapes, file names.
+
+    Each attachment appears exactly once. Images show as inline thumbnails, or, given
+    `image_src` (a notebook cell's `attachment:NAME`), as a Markdown image from there, the
+    form every notebook front end and nbconvert resolve.
+    """
     items = []
-    for attachment in turn.attachments:
-        thumb = _thumbnail(attachment) if attachment.kind == "image" else None
+    for position, attachment in enumerate(turn.attachments, 1):
         label = escape_text(" ".join(attachment.description.split()))
-        if thumb:
-            items.append(f"<img src=\"{thumb}\" style=\"height:32px;vertical-align:middle\" "
-                         f"alt=\"{html.escape(attachment.name)}\"/> {label}")
-        else:
+        if attachment.kind != "image":
             items.append(label)
+        elif image_src is not None:
+            src = image_src(position, attachment)
+            items.append(f"![{escape_text(attachment.name)}]({src}) {label}" if src else label)
+        else:
+            thumb = _thumbnail(attachment)
+            items.append(f"<img src=\"{thumb}\" style=\"height:32px;vertical-align:middle\" "
+                         f"alt=\"{html.escape(attachment.name)}\"/> {label}" if thumb else label)
     return "Attached: " + " · ".join(items) if items else ""
 
 
@@ -208,7 +228,7 @@ def turn_text(turn: Turn) -> str:
 def output_metadata(turn: Turn) -> dict[str, Any]:
     """Provenance carried by every reply output."""
     reply = turn.reply
-    return {"nb_claude": {
+    meta: dict[str, Any] = {
         "model": reply.model or turn.options.get("model"),
         "request_sha256": reply.request_sha256,
         "usage": turn.usage.to_dict(),
@@ -218,7 +238,10 @@ def output_metadata(turn: Turn) -> dict[str, Any]:
             timespec="seconds"),
         "steps": len(turn.steps),
         "interrupted": turn.interrupted,
-    }}
+    }
+    if turn.offline:
+        meta["offline"] = True  # costs made up by the stand-in
+    return {"nb_claude": meta}
 
 
 def first_code_block(text: str) -> str | None:
@@ -371,14 +394,19 @@ def session_markdown(session: Session) -> str:
     if not session.history:
         return f"*Session {code_span(session.name)} has no turns yet.*"
     parts = [f"# Conversation {code_span(session.name)}"]
-    for number, turn in enumerate(session.history, 1):
-        parts.append(f"## {number}. You")
-        parts.append(safe_markdown(turn.prompt))
-        line = attachments_line(turn)
-        if line:
-            parts.append(line)
-        parts.append("## Claude")
-        parts.append(turn_markdown(turn, attachments=False))
+    parts += [transcript_markdown(turn, number) for number, turn in enumerate(session.history, 1)]
+    return "\n\n".join(parts)
+
+
+def transcript_markdown(turn: Turn, number: int, *, level: int = 2,
+                        image_src: ImageSource | None = None) -> str:
+    """One finished turn as the history magic and both exports show it."""
+    heading = "#" * level
+    parts = [f"{heading} {number}. You", safe_markdown(turn.prompt)]
+    line = attachments_line(turn, image_src=image_src)
+    if line:
+        parts.append(line)
+    parts += [f"{heading} Claude", turn_markdown(turn, attachments=False)]
     return "\n\n".join(parts)
 
 
@@ -414,8 +442,10 @@ def dry_run_bundle(body: dict[str, Any], attachments: list[Any]) -> dict[str, st
 def usage_markdown(session: Session) -> str:
     usage = session.usage
     replies = sum(len(turn.steps) for turn in session.history)
+    offline = any(turn.offline for turn in session.history)
     cost = "n/a" if usage.cost_usd is None else f"${usage.cost_usd:.4f}" + (
-        " (estimate from the price table)" if usage.estimated else "")
+        " (est., offline stand-in replies)" if offline
+        else " (estimate from the price table)" if usage.estimated else "")
     return (f"| session | replies | tokens in | tokens out | cost |\n|---|---|---|---|---|\n"
             f"| {code_span(session.name)} | {replies} | {usage.input_tokens:,} | "
             f"{usage.output_tokens:,} | {cost} |")

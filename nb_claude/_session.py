@@ -44,6 +44,10 @@ Listener = Callable[[str, "Turn | None"], None]
 Confirmer = Callable[[str, str], bool]
 """Asked before a tool call runs: `confirmer(name, arguments_json) -> run it?`."""
 
+# The stand-in server (nb_claude.testing) marks its responses with this header: its
+# costs are made up, so no money was spent.
+STAND_IN_HEADER = "x-nb-claude-stand-in"
+
 # A reply may hold this many characters per max_tokens token (text, thinking and
 # tool-call arguments together) before the stream counts as runaway.
 _CHARS_PER_TOKEN = 16
@@ -56,23 +60,37 @@ _NOT_RUN = "not run: interrupted"
 
 @dataclass
 class Step:
-    """One request of a turn: the reply and the tool results sent back after it."""
+    """One request of a turn: the reply and the tool results sent back after it.
+
+    `offline`: the reply came from the offline stand-in, so its cost was never spent.
+    `recorded`: the replay file this live reply was appended to, if any.
+    """
 
     reply: Reply
     results: list[ToolResult] = field(default_factory=list)
+    offline: bool = False
+    recorded: str = ""
 
     def __repr__(self) -> str:
         return f"Step(reply={self.reply!r}, results={len(self.results)})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reply": self.reply.to_dict(), "results": [r.to_dict() for r in self.results]}
+        data: dict[str, Any] = {"reply": self.reply.to_dict(),
+                                "results": [r.to_dict() for r in self.results]}
+        if self.offline:
+            data["offline"] = True
+        if self.recorded:
+            data["recorded"] = self.recorded
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Step:
         from ._tools import ToolResult
 
         return cls(Reply.from_dict(data["reply"]),
-                   [ToolResult.from_dict(r) for r in data.get("results", [])])
+                   [ToolResult.from_dict(r) for r in data.get("results", [])],
+                   offline=bool(data.get("offline", False)),
+                   recorded=str(data.get("recorded") or ""))
 
 
 @dataclass
@@ -113,6 +131,11 @@ class Turn:
     @property
     def interrupted(self) -> bool:
         return any(s.reply.interrupted for s in self.steps)
+
+    @property
+    def offline(self) -> bool:
+        """Some reply of this turn came from the offline stand-in (no money was spent)."""
+        return any(s.offline for s in self.steps)
 
     def user_content(self) -> str | list[dict[str, Any]]:
         if not self.attachments:
@@ -436,16 +459,18 @@ class Session:
             if isinstance(item, Attachment):
                 result.append(item)
                 continue
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+            labelled = isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+            if labelled:
                 name, obj = item
             else:
                 name, obj = _default_name(item, position), item
             try:
-                result.append(attachment_from(obj, name=name,
-                                              max_image_edge=self.settings.max_image_edge,
-                                              dataframe_budget=self.settings.dataframe_budget))
+                made = attachment_from(obj, name=name,
+                                       max_image_edge=self.settings.max_image_edge,
+                                       dataframe_budget=self.settings.dataframe_budget)
             except AttachmentError as exc:
                 raise ConfigError(str(exc)) from None
+            result.append(_labelled(made, name) if labelled else made)
         everything = [*self._history_attachments(), *result]
         try:
             check_request_limits(everything)
@@ -591,7 +616,7 @@ class Session:
                     turn.note = _join_note(turn.note, "replayed tool calls were run again")
                 self._call_tools(step, tool_map, opts, view, turn)
                 if found.record is not None:
-                    self._record(turn, found.record, reply, step.results)
+                    self._record(turn, step, found.record, step.results)
             if view is not None:
                 view.update(turn, force=True)
             self._emit("update", turn)
@@ -666,6 +691,7 @@ class Session:
                             "again with --replay record, or pass --replay-tools run to run them")
                 else:
                     step.reply = recorded
+                    step.offline = entry.get("offline") is True
                     recorded.replayed = True
                     recorded.request_sha256 = key
                     if view is not None:
@@ -684,6 +710,7 @@ class Session:
 
         def on_response(response: Any) -> None:
             reply.inference_id = response.headers.get("x-inference-id", "")
+            step.offline = bool(response.headers.get(STAND_IN_HEADER))
 
         try:
             if opts.stream:
@@ -717,6 +744,8 @@ class Session:
             if reply.model == "":
                 reply.model = opts.model
             _estimate_cost(reply, self.settings)
+            if step.offline:
+                reply.usage.estimated = True  # made up by the stand-in: never money spent
         if not reply.done and not reply.error:
             reply.warnings.append("the stream ended without saying why it stopped")
         if replay_file is None or opts.replay not in ("auto", "record") or not reply.done \
@@ -725,19 +754,22 @@ class Session:
         record = _Record(replay_file, key, body)
         if reply.tool_calls and tools_run:
             return _Found(record=record)  # written with its tool results, after they ran
-        self._record(turn, record, reply, None)
+        self._record(turn, step, record, None)
         return _Found()
 
-    def _record(self, turn: Turn, record: _Record, reply: Reply,
+    def _record(self, turn: Turn, step: Step, record: _Record,
                 results: list[ToolResult] | None) -> None:
         """Append a finished step to the replay file; a failure costs only the record."""
         from ._cache import ReplayError
 
         try:
-            record.file.put(record.key, reply=reply.to_dict(), request=record.body,
-                            results=None if results is None else [r.to_dict() for r in results])
+            record.file.put(record.key, reply=step.reply.to_dict(), request=record.body,
+                            results=None if results is None else [r.to_dict() for r in results],
+                            extra={"offline": True} if step.offline else None)
         except ReplayError as exc:  # the reply is good; only its record failed
             turn.note = _join_note(turn.note, f"not recorded: {exc}")
+        else:
+            step.recorded = Path(record.file.path).name
 
     def _client(self) -> Client:
         from ._client import Client
@@ -838,6 +870,22 @@ def _estimate_cost(reply: Reply, cfg: Settings) -> None:
     reply.usage.cost_usd = (reply.usage.input_tokens * price[0]
                             + reply.usage.output_tokens * price[1]) / 1e6
     reply.usage.estimated = True
+
+
+def _labelled(attachment: Attachment, label: str) -> Attachment:
+    """The attachment shown under the caller's label: `("sales data", "sales.csv")`.
+
+    Only what the user sees changes; a file keeps its name as the document title
+    the model reads, so the request (and its replay key) stays the same.
+    """
+    if attachment.name == label:
+        return attachment
+    import dataclasses
+
+    prefix = f"{attachment.name}: "
+    rest = attachment.description[len(prefix):] if attachment.description.startswith(prefix) \
+        else attachment.description
+    return dataclasses.replace(attachment, name=label, description=f"{label}: {rest}")
 
 
 def _default_name(obj: object, position: int) -> str:

@@ -9,6 +9,7 @@ import importlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,9 +97,39 @@ def test_long_session():
     assert [r["unit"] for r in rows] == ["x", "ms", "MB"]
 
 
-def test_attachments_module_imports():
+def test_attachments_run_on_a_tiny_frame_and_figure(monkeypatch):
     module = pytest.importorskip("bench_attachments")
-    assert callable(module.run)
+    from matplotlib.figure import Figure
+
+    full_frame, rows_n = module._frame, 2_000
+
+    def small_figure() -> Figure:
+        fig = Figure(figsize=(4, 3), dpi=100)
+        fig.subplots().plot([1, 3, 2])
+        return fig
+
+    monkeypatch.setattr(module, "ROWS", rows_n)
+    monkeypatch.setattr(module, "_frame", lambda n=rows_n: full_frame(n))
+    monkeypatch.setattr(module, "_figure", small_figure)
+    rows = module.run()
+    assert [r["target"] for r in rows] == [">= 50x faster", ">= 1000x smaller", "< 200 ms",
+                                           "< 200 ms"]
+    for row in rows:
+        assert row.keys() >= ROW_KEYS, row
+        assert isinstance(row["value"], (int, float)) and math.isfinite(row["value"])
+        assert row["value"] >= 0
+    summary_time, summary_size, encode, cpu = rows
+    assert f"{rows_n:,}×20" in summary_time["name"]
+    assert summary_time["baseline"] > 0 and summary_time["ratio"] > 0
+    # a 2,000-row CSV is bigger than the summary, which stays within its budget
+    assert 0 < summary_size["value"] <= 6000 < summary_size["baseline"]
+    assert summary_size["ratio"] == round(summary_size["baseline"] / summary_size["value"], 1)
+    size = re.search(r"-> PNG (\d+)×(\d+),", encode["name"])
+    assert size is not None and int(size[1]) * 3 == int(size[2]) * 4  # the 4:3 figure sent
+    assert encode["baseline"] > 0 and encode["ratio"] > 0
+    assert cpu["baseline"] is None and cpu["ratio"] is None
+    assert [run_all.judge(r) for r in rows][1:2] == [False]  # 2,000 rows is no 1000x win
+    json.dumps(rows)
 
 
 def test_table_and_json(tmp_path):

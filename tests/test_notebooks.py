@@ -16,6 +16,7 @@ pytestmark = pytest.mark.kernel
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 TIMING = re.compile(r" · \d+\.\d s")
+RECORDED = re.compile(r" · recorded in [^·<]+")
 
 
 def reply_outputs(nb) -> list[dict]:
@@ -25,7 +26,8 @@ def reply_outputs(nb) -> list[dict]:
         for output in cell.get("outputs", []):
             meta = output.get("metadata", {}).get("nb_claude")
             if meta:
-                md = TIMING.sub("", output["data"]["text/markdown"]).replace(" · replayed", "")
+                md = RECORDED.sub("", TIMING.sub("", output["data"]["text/markdown"]))
+                md = md.replace(" · replayed", "")
                 found.append((md, {k: v for k, v in meta.items() if k != "replayed"}))
     return found
 

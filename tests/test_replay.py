@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import warnings
@@ -117,7 +118,10 @@ def test_tool_loops_replay_step_by_step(run, server, auto):
     server.reset()
     second = run("%%claude --tools add\n2+3?")
     assert server.requests == []
-    assert FOOTER.sub("", first.markdown).replace(" · replayed", "") == \
+    recorded = " · recorded in nb_claude_replay.jsonl"
+    assert recorded in first.markdown.rsplit("<sub>", 1)[1]
+    assert "recorded in" not in second.markdown  # a replay adds nothing to the file
+    assert FOOTER.sub("", first.markdown).replace(recorded, "") == \
         FOOTER.sub("", second.markdown).replace(" · replayed", "").replace(
             " · tool results replayed", "")
     assert "tool results replayed" in second.markdown.rsplit("<sub>", 1)[1]
@@ -165,7 +169,10 @@ def test_replay_file_and_exports_never_hold_the_key(run, server, auto, tmp_path)
     markdown = session.to_markdown()
     for text in (auto.read_text(), saved.read_text(), notebook.read_text(), markdown):
         assert SENTINEL_KEY not in text
-    assert "base64" not in auto.read_text() or '"data"' not in auto.read_text()
+    recorded = auto.read_text()
+    sent = base64.b64encode(session.history[0].attachments[0].data).decode("ascii")
+    # The file names the image by its hash; neither its bytes nor a data field is in it.
+    assert sent[:64] not in recorded and "base64" not in recorded and '"data"' not in recorded
     entry = lines(auto)[0]
     image = entry["request"]["messages"][0]["content"][0]
     assert image["media_type"] == "image/png" and len(image["sha256"]) == 64
