@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from ._config import redact
 from ._markdown import code_span, escape_text, safe_markdown
 
 if TYPE_CHECKING:
@@ -158,10 +159,10 @@ def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
     parts: list[str] = []
     if reply.thinking:
         label = "Thinking…" if live and last and not reply.text else "Thinking"
-        parts.append(_details(label, escape_text(reply.thinking).replace("\n", "<br>\n")))
+        parts.append(_details(label, escape_text(redact(reply.thinking)).replace("\n", "<br>\n")))
     if reply.text:
         cursor = CURSOR if live and last and not reply.tool_calls else ""
-        parts.append(safe_markdown(reply.text + cursor))
+        parts.append(safe_markdown(redact(reply.text) + cursor))
     results = {r.tool_use_id: r for r in step.results}
     for call in reply.tool_calls:
         result = results.get(call.id)
@@ -172,16 +173,16 @@ def _step_markdown(step: Step, *, live: bool, last: bool) -> list[str]:
         if result is None:
             status = "running…" if live else "not run"
         elif result.is_error:
-            status = f"failed: {_summary_text(_clip(result.summary, 70))}"
+            status = f"failed: {_summary_text(_clip(redact(result.summary), 70))}"
         else:
-            status = f"→ {_summary_text(_clip(result.summary, 70))}"
-        body = "Arguments\n\n" + _fence(_clip(arguments, 2000), "json")
+            status = f"→ {_summary_text(_clip(redact(result.summary), 70))}"
+        body = "Arguments\n\n" + _fence(_clip(redact(arguments), 2000), "json")
         if result is not None:
             content = result.content if isinstance(result.content, str) else \
                 "\n".join(b.get("text", f"[{b.get('type')}]") for b in result.content)
             label = "Error" if result.is_error else "Result"
-            body += f"\n\n{label}\n\n" + _fence(_clip(content, 2000))
-        call_text = _summary_text(f"{_clip(call.name, 80)}({_call_arguments(call)})")
+            body += f"\n\n{label}\n\n" + _fence(_clip(redact(content), 2000))
+        call_text = _summary_text(redact(f"{_clip(call.name, 80)}({_call_arguments(call)})"))
         parts.append(_details(f"Tool <code>{call_text}</code> {status}", body))
     return parts
 
@@ -191,7 +192,7 @@ def turn_markdown(turn: Turn, *, live: bool = False, prompt: bool = False,
     """The turn as notebook Markdown; `prompt` adds the user's text (for the panel)."""
     parts: list[str] = []
     if prompt:
-        parts.append(_labelled("**You:**", safe_markdown(turn.prompt)))
+        parts.append(_labelled("**You:**", safe_markdown(redact(turn.prompt))))
     line = attachments_line(turn) if attachments else ""
     if line:
         parts.append(line)
@@ -208,7 +209,7 @@ def turn_markdown(turn: Turn, *, live: bool = False, prompt: bool = False,
 
 def _footer_markdown(turn: Turn) -> str:
     """The footer as literal text; a lone dollar sign cannot open math, so it stays readable."""
-    text = escape_text(" ".join(footer(turn).split()))
+    text = escape_text(" ".join(redact(footer(turn)).split()))
     return text.replace("&#36;", "$") if text.count("&#36;") == 1 else text
 
 
@@ -221,8 +222,8 @@ def _labelled(label: str, markdown: str) -> str:
 
 def turn_text(turn: Turn) -> str:
     """Plain-text rendering for front ends without Markdown."""
-    text = turn.text or "(no text)"
-    return f"{text}\n\n[{footer(turn)}]" if turn.steps else text
+    text = redact(turn.text) or "(no text)"
+    return f"{text}\n\n[{redact(footer(turn))}]" if turn.steps else text
 
 
 def output_metadata(turn: Turn) -> dict[str, Any]:
@@ -305,6 +306,9 @@ class Throttle:
         self._next = self.clock() + self.interval
 
 
+_KEY_HOLD = 256  # longer than any API key
+
+
 def live_size(turn: Turn) -> int:
     """A cheap lower bound of a live update's size: the text it shows."""
     return sum(len(s.reply.text) + len(s.reply.thinking) for s in turn.steps)
@@ -366,8 +370,8 @@ class InlineView:
 
     def finish(self, turn: Turn) -> None:
         if self._terminal:
-            self._write_terminal(turn)
-            sys.stdout.write(f"\n[{footer(turn)}]\n")
+            self._write_terminal(turn, final=True)
+            sys.stdout.write(f"\n[{redact(footer(turn))}]\n")
             sys.stdout.flush()
             return
         if self.handle is None:
@@ -381,12 +385,18 @@ class InlineView:
         if self.handle is not None:
             self.handle.update({"text/plain": ""}, raw=True)
 
-    def _write_terminal(self, turn: Turn) -> None:
+    def _write_terminal(self, turn: Turn, *, final: bool = False) -> None:
+        """New text as it streams, minus a tail held back so that a key is whole before it shows."""
         text = turn.text
-        if len(text) > self._written:
-            sys.stdout.write(text[self._written:])
-            sys.stdout.flush()
-            self._written = len(text)
+        end = len(text) if final else len(text) - _KEY_HOLD
+        if end <= self._written:
+            return
+        window = text[self._written:end + _KEY_HOLD]
+        if redact(window) != window:
+            end = len(text)  # a key overlaps this piece: write through its end, redacted
+        sys.stdout.write(redact(text[self._written:end]))
+        sys.stdout.flush()
+        self._written = end
 
 
 def session_markdown(session: Session) -> str:
@@ -402,7 +412,7 @@ def transcript_markdown(turn: Turn, number: int, *, level: int = 2,
                         image_src: ImageSource | None = None) -> str:
     """One finished turn as the history magic and both exports show it."""
     heading = "#" * level
-    parts = [f"{heading} {number}. You", safe_markdown(turn.prompt)]
+    parts = [f"{heading} {number}. You", safe_markdown(redact(turn.prompt))]
     line = attachments_line(turn, image_src=image_src)
     if line:
         parts.append(line)
