@@ -40,7 +40,8 @@ from ._errors import (
     MissingKeyError,
     StreamError,
 )
-from ._sse import MAX_LINE_BYTES, LineTooLong, SSEDecoder
+from ._sse import MAX_LINE_BYTES, LineTooLong, ServerSentEvent, SSEDecoder
+from ._stream import events_from_sse
 
 __all__ = ["Client", "CancelToken", "error_from_response", "retry_delay"]
 
@@ -489,20 +490,26 @@ class Client:
     def stream(self, body: dict[str, Any], *, cancel: CancelToken | None = None,
                on_response: Callable[[httpx.Response], None] | None = None,
                ) -> Iterator[dict[str, Any]]:
-        """Yield the decoded JSON events of a streaming request.
+        """Yield the decoded JSON events of a streaming request (see `events_from_sse`).
 
         Failures before the first event are retried; after it they raise
         StreamError (the caller decides what to keep of what it has shown).
         """
+        return events_from_sse(self.sse(body, cancel=cancel, on_response=on_response))
+
+    def sse(self, body: dict[str, Any], *, cancel: CancelToken | None = None,
+            on_response: Callable[[httpx.Response], None] | None = None,
+            ) -> Generator[ServerSentEvent, None, None]:
+        """Yield the Server-Sent Events of a streaming request, as they arrive."""
         response = self._open({**body, "stream": True}, stream=True, cancel=cancel)
         failure: Exception | None = None
         try:
             if on_response is not None:
                 on_response(response)
             if "json" in response.headers.get("content-type", ""):
-                # Some routes ignore "stream" and answer with one JSON body.
+                # Some routes ignore "stream" and answer with one JSON body: one event.
                 response.read()
-                yield _json_or_warning(response.text)
+                yield ServerSentEvent(data=response.text)
                 return
             decoder = SSEDecoder()
             started = False
@@ -513,21 +520,11 @@ class Client:
                         if chunk.lstrip()[:1] == b"<":  # no event stream starts with "<"
                             failure = APIStatusError(_WEB_PAGE, status=response.status_code)
                             return
-                    for event in decoder.feed(chunk):
-                        parsed = _parse_event(event.event, event.data)
-                        if parsed is _DONE:
-                            return
-                        if parsed is not None:
-                            yield parsed
+                    yield from decoder.feed(chunk)
                     if cancel is not None and cancel.cancelled:
                         failure = Cancelled("stopped")
                         return
-                for event in decoder.flush():
-                    parsed = _parse_event(event.event, event.data)
-                    if parsed is _DONE:
-                        return
-                    if parsed is not None:
-                        yield parsed
+                yield from decoder.flush()
             except httpx.TimeoutException:
                 failure = StreamError(f"the stream stalled longer than the read timeout "
                                       f"({self.timeout:g} s)")
@@ -574,31 +571,6 @@ def _json_value(content: bytes) -> Any:
         return json.loads(content)
     except ValueError:
         return _NOT_JSON
-
-
-_DONE: dict[str, Any] = {}
-
-
-def _json_or_warning(data: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return {"nb_claude_warning": f"skipped a malformed event: {data[:60]!r}"}
-    if not isinstance(value, dict):
-        return {"nb_claude_warning": f"skipped an event of unknown shape: {data[:60]!r}"}
-    return value
-
-
-def _parse_event(name: str, data: str) -> dict[str, Any] | None:
-    if data.strip() == "[DONE]":
-        return _DONE
-    if name == "error":
-        value = _json_or_warning(data) if data else {}
-        error = value.get("error", value) if value else {"message": "the service sent an error"}
-        return {"error": error or {"message": data or "the service sent an error"}}
-    if not data:
-        return None
-    return _json_or_warning(data)
 
 
 def _short(exc: BaseException) -> str:

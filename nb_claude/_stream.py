@@ -1,20 +1,23 @@
-"""Fold the service's chat-completion events into a Reply.
+"""Turn the service's answers into a Reply: Server-Sent Events to JSON events, and
+JSON events folded into the reply.
 
-`accumulate(event, reply)` is the only place where a stream changes state;
-renderers read the Reply and never parse events.
+`accumulate(event, reply)` is the only place where a reply changes state, for
+streamed and whole answers alike; renderers read the Reply and never parse events.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import StreamError
+from ._sse import ServerSentEvent
 
 __all__ = ["Reply", "ToolCall", "Usage", "StreamError", "accumulate", "reply_from_response",
-           "normalise_finish_reason"]
+           "events_from_sse", "normalise_finish_reason"]
 
 # Raw Anthropic stop reasons are kept; OpenAI-style ones are mapped onto them.
 _FINISH_REASONS = {
@@ -130,6 +133,10 @@ class Reply:
     thinking_signature: str = ""
     warnings: list[str] = field(default_factory=list)
     _tool_index: dict[int, ToolCall] = field(default_factory=dict, repr=False, compare=False)
+    # Whether `model` is the one the service said it used, not the one asked for.
+    _model_from_service: bool = field(default=False, repr=False, compare=False)
+    # Whether the service refused in `refusal` text (OpenAI style) rather than in content.
+    _refused: bool = field(default=False, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -189,6 +196,72 @@ class Reply:
         )
 
 
+# --------------------------------------------------------------------------- events
+
+
+_DONE: dict[str, Any] = {}  # `data: [DONE]`: the stream is over
+# json.loads' own checks and wrappers cost a third of parsing a chunk, and a
+# chunk is one JSON object from its first byte: raw_decode reads it directly.
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _json_or_warning(data: str) -> dict[str, Any]:
+    """The JSON object in `data`, or a warning event saying why it was skipped."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {"nb_claude_warning": f"skipped a malformed event: {data[:60]!r}"}
+    if not isinstance(value, dict):
+        return {"nb_claude_warning": f"skipped an event of unknown shape: {data[:60]!r}"}
+    return value
+
+
+def _parse_event(name: str, data: str) -> dict[str, Any] | None:
+    """One Server-Sent Event as a JSON event; `_DONE` at the end, None for an empty one."""
+    if data.strip() == "[DONE]":
+        return _DONE
+    if name == "error":
+        value = _json_or_warning(data) if data else {}
+        error = value.get("error", value) if value else {"message": "the service sent an error"}
+        return {"error": error or {"message": data or "the service sent an error"}}
+    if not data:
+        return None
+    return _json_or_warning(data)
+
+
+def events_from_sse(events: Iterable[ServerSentEvent]) -> Iterator[dict[str, Any]]:
+    """The JSON events in a stream of Server-Sent Events, up to `data: [DONE]`.
+
+    Malformed events become `{"nb_claude_warning": ...}` and an `event: error`
+    becomes `{"error": ...}`; `accumulate` decides what they mean. The source
+    is closed when this iterator ends or is closed.
+    """
+    source = iter(events)
+    try:
+        for event in source:
+            data = event.data
+            if data[:1] == "{" and event.event != "error":  # nearly every chunk: one object
+                try:
+                    value, end = _raw_decode(data)
+                except ValueError:
+                    end = -1
+                if end == len(data) and isinstance(value, dict):
+                    yield value
+                    continue
+            parsed = _parse_event(event.event, data)
+            if parsed is _DONE:
+                return
+            if parsed is not None:
+                yield parsed
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+# --------------------------------------------------------------------------- the reducer
+
+
 def _append(holder: Reply | ToolCall, name: str, piece: str) -> None:
     """`holder.name += piece` in amortised constant time.
 
@@ -203,9 +276,8 @@ def _append(holder: Reply | ToolCall, name: str, piece: str) -> None:
     attrs[name] = text
 
 
-# Keys that can carry thinking text or its signature; plain deltas have none.
-_THINKING_KEYS = frozenset({"reasoning_content", "reasoning", "reasoning_details",
-                            "thinking_signature", "signature"})
+# The keys of a delta that carries only text: `refusal` is there, null, in every chunk.
+_PLAIN_DELTA = frozenset({"content", "role", "refusal"})
 
 
 def _reasoning_text(holder: dict[str, Any]) -> str:
@@ -286,11 +358,74 @@ def _apply_tool_delta(fragment: dict[str, Any], position: int, reply: Reply) -> 
             call.arguments += json.dumps(arguments)
 
 
-def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
-    """Fold one decoded stream event into `reply` and return it.
+def _apply_blocks(blocks: list[Any], reply: Reply) -> None:
+    """Anthropic-native content blocks, as some routes answer."""
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            _append(reply, "text", block["text"])
+        elif kind == "thinking":
+            if isinstance(block.get("thinking"), str):
+                _append(reply, "thinking", block["thinking"])
+            if isinstance(block.get("signature"), str) and block["signature"]:
+                reply.thinking_signature = block["signature"]
+        elif kind == "tool_use":
+            reply.tool_calls.append(ToolCall(str(block.get("id") or ""),
+                                             str(block.get("name") or ""),
+                                             json.dumps(block.get("input", {}))))
 
-    Unknown shapes are ignored; an error event raises StreamError after
-    recording its message on the reply.
+
+def _apply_extras(delta: dict[str, Any], reply: Reply) -> None:
+    """Everything in a delta or message besides plain text: thinking, tools, a refusal."""
+    thinking = _reasoning_text(delta)
+    if thinking:
+        _append(reply, "thinking", thinking)
+    signature = _signature(delta)
+    if signature:
+        reply.thinking_signature = signature
+    tool_calls = delta.get("tool_calls")
+    if isinstance(tool_calls, list):
+        for position, fragment in enumerate(tool_calls):
+            if isinstance(fragment, dict):
+                _apply_tool_delta(fragment, position, reply)
+    refusal = delta.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        _append(reply, "text", refusal)
+        reply._refused = True
+        if reply.finish_reason == "end_turn":
+            reply.finish_reason = "refusal"
+
+
+def _apply_finish(raw: Any, reply: Reply) -> None:
+    if not isinstance(raw, str):
+        return
+    reply.raw_finish_reason = raw
+    reply.finish_reason = normalise_finish_reason(raw)
+    if reply.finish_reason == "error":
+        reply.error = reply.error or "the service ended the reply with an error"
+        raise StreamError(reply.error)
+    if reply._refused and reply.finish_reason == "end_turn":
+        reply.finish_reason = "refusal"  # a refusal the service ended as a normal stop
+
+
+def _apply_header(event: dict[str, Any], reply: Reply) -> None:
+    if not reply.id and event.get("id"):
+        reply.id = event["id"]
+    if not reply._model_from_service:
+        model = event.get("model")
+        if isinstance(model, str) and model:
+            reply.model = model  # the service's word beats the id the request asked for
+            reply._model_from_service = True
+
+
+def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
+    """Fold one JSON event, a streamed chunk or a whole chat.completion, into `reply`.
+
+    A `message` folds like a `delta`. Unknown shapes are ignored; an error
+    event or an error finish raises StreamError after recording its message
+    on the reply.
     """
     if not isinstance(event, dict):
         return reply
@@ -300,10 +435,8 @@ def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
     if "error" in event and event["error"]:
         reply.error = _error_message(event["error"])
         raise StreamError(reply.error)
-    if not reply.id and event.get("id"):
-        reply.id = event["id"]
-    if not reply.model and event.get("model"):
-        reply.model = event["model"]
+    if not reply._model_from_service or not reply.id:
+        _apply_header(event, reply)
     choices = event.get("choices")
     if isinstance(choices, list):
         for choice in choices:
@@ -312,70 +445,31 @@ def accumulate(event: dict[str, Any], reply: Reply) -> Reply:
             delta = choice.get("delta") or choice.get("message")
             if isinstance(delta, dict):
                 content = delta.get("content")
-                if isinstance(content, str) and content:
-                    _append(reply, "text", content)
-                if not _THINKING_KEYS.isdisjoint(delta):
-                    thinking = _reasoning_text(delta)
-                    if thinking:
-                        _append(reply, "thinking", thinking)
-                    signature = _signature(delta)
-                    if signature:
-                        reply.thinking_signature = signature
-                tool_calls = delta.get("tool_calls")
-                if isinstance(tool_calls, list):
-                    for position, fragment in enumerate(tool_calls):
-                        if isinstance(fragment, dict):
-                            _apply_tool_delta(fragment, position, reply)
+                if isinstance(content, str):
+                    if content:  # `_append(reply, "text", content)`, inlined: every chunk
+                        attrs = reply.__dict__
+                        text = attrs["text"]
+                        attrs["text"] = ""
+                        text += content
+                        attrs["text"] = text
+                elif isinstance(content, list):
+                    _apply_blocks(content, reply)
+                if not _PLAIN_DELTA.issuperset(delta) or delta.get("refusal"):
+                    _apply_extras(delta, reply)
             raw = choice.get("finish_reason")
-            if isinstance(raw, str) and raw:
-                reply.raw_finish_reason = raw
-                reply.finish_reason = normalise_finish_reason(raw)
-                if reply.finish_reason == "error":
-                    reply.error = reply.error or "the service ended the reply with an error"
-                    raise StreamError(reply.error)
+            if raw:
+                _apply_finish(raw, reply)
     if event.get("usage") or "meta" in event:
         _apply_usage(event, reply)
     return reply
 
 
-def reply_from_response(body: dict[str, Any]) -> Reply:
-    """Build a Reply from a non-streaming chat.completion body."""
-    reply = Reply()
+def reply_from_response(body: dict[str, Any], reply: Reply | None = None) -> Reply:
+    """Fold a non-streaming chat.completion body into `reply` (a new one by default).
+
+    The same reducer as a stream's, so a whole reply ends, fails and refuses
+    exactly as a streamed one does.
+    """
     if not isinstance(body, dict):
         raise StreamError("the service answered with something that is not a JSON object")
-    if body.get("error"):
-        reply.error = _error_message(body["error"])
-        raise StreamError(reply.error)
-    reply.id = body.get("id") or ""
-    reply.model = body.get("model") or ""
-    choices = body.get("choices") or []
-    if choices and isinstance(choices[0], dict):
-        choice = choices[0]
-        message = choice.get("message") or {}
-        content = message.get("content")
-        if isinstance(content, str):
-            reply.text = content
-        elif isinstance(content, list):
-            # Some routes answer with Anthropic-native content blocks.
-            for block in content:
-                if not isinstance(block, dict):
-                    continue
-                if block.get("type") == "text":
-                    reply.text += block.get("text", "")
-                elif block.get("type") == "thinking":
-                    reply.thinking += block.get("thinking", "")
-                    reply.thinking_signature = block.get("signature", "") or reply.thinking_signature
-                elif block.get("type") == "tool_use":
-                    reply.tool_calls.append(ToolCall(block.get("id", ""), block.get("name", ""),
-                                                     json.dumps(block.get("input", {}))))
-        reply.thinking += _reasoning_text(message)
-        reply.thinking_signature = _signature(message) or reply.thinking_signature
-        for position, fragment in enumerate(message.get("tool_calls") or []):
-            if isinstance(fragment, dict):
-                _apply_tool_delta(fragment, position, reply)
-        raw = choice.get("finish_reason")
-        if isinstance(raw, str) and raw:
-            reply.raw_finish_reason = raw
-            reply.finish_reason = normalise_finish_reason(raw)
-    _apply_usage(body, reply)
-    return reply
+    return accumulate(body, Reply() if reply is None else reply)

@@ -47,19 +47,16 @@ def check_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_service_stream_is_what_the_client_reads():
-    from nb_claude._client import _DONE, _parse_event
     from nb_claude._sse import iter_events
-    from nb_claude._stream import Reply, accumulate
+    from nb_claude._stream import Reply, accumulate, events_from_sse
 
     data = bench_spine.service_stream(50)
     reads = bench_spine._reads(data)
     assert b"".join(reads) == data and len(reads) >= 2
     assert all(len(r) <= 4096 for r in reads)
     reply = Reply()
-    for event in iter_events(reads):
-        parsed = _parse_event(event.event, event.data)
-        assert parsed is not _DONE
-        accumulate(parsed, reply)
+    for event in events_from_sse(iter_events(reads)):
+        accumulate(event, reply)
     assert reply.done and reply.id == "msg_018vBenchmarkStream"
     assert reply.usage.output_tokens == 50 and reply.usage.cost_usd == pytest.approx(0.00124)
     assert len(reply.text.split()) >= 50

@@ -9,10 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nb_claude._client import _DONE, _parse_event
 from nb_claude._errors import StreamError
 from nb_claude._sse import ServerSentEvent, SSEDecoder, iter_events
-from nb_claude._stream import Reply, accumulate, normalise_finish_reason, reply_from_response
+from nb_claude._stream import (
+    Reply,
+    accumulate,
+    events_from_sse,
+    normalise_finish_reason,
+    reply_from_response,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sse"
 
@@ -28,12 +33,8 @@ def events_of(chunks) -> list[ServerSentEvent]:
 def fold(chunks) -> tuple[Reply, str | None]:
     reply = Reply()
     try:
-        for event in iter_events(chunks):
-            parsed = _parse_event(event.event, event.data)
-            if parsed is _DONE:
-                break
-            if parsed is not None:
-                accumulate(parsed, reply)
+        for event in events_from_sse(iter_events(chunks)):
+            accumulate(event, reply)
     except StreamError as exc:
         return reply, str(exc)
     return reply, None
