@@ -756,3 +756,70 @@ def test_module_imports_no_heavy_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- _schema on bare types (what typed answers reuse) -----------------------------------
+
+class _Point(TypedDict):
+    """A point.
+
+    Args:
+        x: Across.
+        y: Up.
+    """
+
+    x: int
+    y: int
+
+
+def test_json_schema_and_convert_work_on_a_bare_type() -> None:
+    from nb_claude._schema import Invalid, Unsupported, convert, json_schema
+
+    assert json_schema(_Point) == {
+        "type": "object", "additionalProperties": False, "required": ["x", "y"],
+        "properties": {"x": {"type": "integer", "description": "Across."},
+                       "y": {"type": "integer", "description": "Up."}}}
+    assert json_schema(list[_Point])["items"]["required"] == ["x", "y"]
+    assert convert([{"x": 1, "y": "2"}], list[_Point]) == [{"x": 1, "y": 2}]
+    with pytest.raises(Invalid, match=r"answer\[0\]: missing key 'y'") as info:
+        convert([{"x": 1}], list[_Point], path="answer")
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(Invalid, match="expected an integer"):
+        convert("2", int, coerce=False)
+    with pytest.raises(Unsupported) as bad:
+        json_schema(io.BytesIO)
+    assert bad.value.what == "BytesIO" and isinstance(bad.value, ValueError)
+
+
+def test_schema_for_and_validate_are_what_tools_use() -> None:
+    from nb_claude._schema import Invalid, SchemaError, schema_for, validate
+
+    def f(a: int, /, b: str = "x", *rest: int, **extra: int) -> None:
+        """Do f.
+
+        Args:
+            a: The first.
+        """
+
+    description, schema, params = schema_for(f)
+    assert description == "Do f." and schema == Tool(f).input_schema
+    assert [p.name for p in params] == ["a", "b"]
+    assert validate(params, {"a": "3", "b": "y"}) == ([3], {"b": "y"})
+    with pytest.raises(Invalid, match="unexpected argument 'c'; missing required argument 'a'"):
+        validate(params, {"c": 1})
+
+    def g(df: io.BytesIO) -> None: ...
+
+    with pytest.raises(SchemaError, match="parameter 'df' of 'g' has type BytesIO"):
+        schema_for(g)
+
+
+def test_schema_module_imports_nothing_from_the_package() -> None:
+    import ast
+
+    import nb_claude._schema as schema_module
+
+    tree = ast.parse(pathlib.Path(schema_module.__file__).read_text())
+    relative = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level]
+    absolute = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert relative == [] and not any(a.startswith("nb_claude") for a in absolute)
