@@ -32,6 +32,12 @@ MAX_OUTPUT_TOKENS = 128_000
 CONTEXT_TOKENS = 1_000_000
 MIN_THINKING_BUDGET = 1024
 REPLAY_TOOLS = ("replay", "run")
+REPLAY_MODES = ("auto", "replay", "record", "off")
+_MODE_ALIASES = {
+    **{mode: mode for mode in REPLAY_MODES},
+    **dict.fromkeys(("1", "true", "yes", "on", "enabled", "enable"), "auto"),
+    **dict.fromkeys(("0", "false", "no", "none", "disabled", "disable"), "off"),
+}
 
 # US dollars per million input / output tokens, for estimates when the service
 # does not report what a reply cost.
@@ -80,18 +86,23 @@ def _prices(value: object) -> None:
                 raise ConfigError(message)
 
 
-def _replay_mode(value: object) -> None:
-    from ._cache import ReplayError, resolve_mode
+def resolve_mode(value: str | None, *, default: str = "auto") -> str:
+    """Normalise a replay mode from a flag, config or environment value."""
+    text = (value or "").strip().lower() or default.strip().lower()
+    mode = _MODE_ALIASES.get(text)
+    if mode is None:
+        raise ConfigError(f"unknown replay mode {value if value else default!r}: "
+                          f"use one of {', '.join(REPLAY_MODES)}")
+    return mode
 
+
+def _replay_mode(value: object) -> None:
     if not isinstance(value, str):
         raise ConfigError(f"replay_mode must be auto, replay, record or off, not {value!r}")
     try:
         resolve_mode(value)
-    except ReplayError as exc:
-        message = f"replay_mode: {exc}"
-    else:
-        return
-    raise ConfigError(message)
+    except ConfigError as exc:
+        raise ConfigError(f"replay_mode: {exc}") from None
 
 
 def _one_of(name: str, choices: tuple[str, ...]) -> Any:

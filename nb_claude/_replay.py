@@ -31,20 +31,13 @@ try:
 except ImportError:  # Windows: O_APPEND alone keeps whole lines apart in practice.
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["REPLAY_MODES", "ReplayError", "ReplayWarning", "ReplayFile", "request_key",
-           "request_summary", "resolve_mode"]
+__all__ = ["ReplayError", "ReplayWarning", "ReplayFile", "request_key", "request_summary"]
 
-REPLAY_MODES = ("auto", "replay", "record", "off")
 
 # Top-level body keys that do not change what the model answers.
 _KEY_IGNORED = frozenset({"stream", "metadata"})
 # Keys an entry always has; `extra` may not replace them.
 _RESERVED = frozenset({"v", "key", "created", "request", "reply", "results"})
-_MODE_ALIASES = {
-    **{mode: mode for mode in REPLAY_MODES},
-    **dict.fromkeys(("1", "true", "yes", "on", "enabled", "enable"), "auto"),
-    **dict.fromkeys(("0", "false", "no", "none", "disabled", "disable"), "off"),
-}
 _SYSTEM_CHARS = 200
 _TEXT_CHARS = 80
 _SCAN_BLOCK = 1 << 16
@@ -205,18 +198,6 @@ def request_summary(body: dict) -> dict:
     summary["messages"] = ([_message_summary(m) for m in messages]
                            if isinstance(messages, list) else [])
     return summary
-
-
-def resolve_mode(value: str | None, *, default: str = "auto") -> str:
-    """Normalise a replay mode from a flag, config or environment value."""
-    text = (value or "").strip().lower()
-    if not text:
-        text = default.strip().lower()
-    mode = _MODE_ALIASES.get(text)
-    if mode is None:
-        raise ReplayError(f"unknown replay mode {value if value else default!r}: "
-                          f"use one of {', '.join(REPLAY_MODES)}")
-    return mode
 
 
 # ---------------------------------------------------------------- the file

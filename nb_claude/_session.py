@@ -24,6 +24,7 @@ from ._config import (
     REPLAY_TOOLS,
     Settings,
     get_api_key,
+    resolve_mode,
     settings,
 )
 from ._errors import Cancelled, ConfigError, NbClaudeError, ReplayMissError, StreamError
@@ -425,12 +426,7 @@ class Session:
         steps = cfg.max_steps if max_steps is None else max_steps
         if not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"--max-steps must be 1 or more, not {steps}")
-        from ._cache import ReplayError, resolve_mode
-
-        try:
-            mode = resolve_mode(replay or cfg.replay_mode)
-        except ReplayError as exc:
-            raise ConfigError(str(exc)) from None
+        mode = resolve_mode(replay or cfg.replay_mode)
         chosen = replay_tools or cfg.replay_tools or "replay"
         rerun = chosen.strip().lower() if isinstance(chosen, str) else chosen
         if rerun not in REPLAY_TOOLS:
@@ -668,7 +664,7 @@ class Session:
         A reply that asks for tools is recorded by `_run` once its results are
         known; `tools_run` says whether its tool calls would run in this turn.
         """
-        from ._cache import ReplayError, request_key
+        from ._replay import ReplayError, request_key
 
         key = request_key(body)
         replay_file = _replay_file(self.settings.replay_path) if opts.replay != "off" else None
@@ -760,7 +756,7 @@ class Session:
     def _record(self, turn: Turn, step: Step, record: _Record,
                 results: list[ToolResult] | None) -> None:
         """Append a finished step to the replay file; a failure costs only the record."""
-        from ._cache import ReplayError
+        from ._replay import ReplayError
 
         try:
             record.file.put(record.key, reply=step.reply.to_dict(), request=record.body,
@@ -845,7 +841,7 @@ _replay_files: dict[str, Any] = {}
 
 def _replay_file(path: str) -> Any:
     """One ReplayFile per absolute path, so its parsed entries are reused between requests."""
-    from ._cache import ReplayFile
+    from ._replay import ReplayFile
 
     resolved = os.path.abspath(path)
     replay_file = _replay_files.get(resolved)

@@ -19,14 +19,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nb_claude._cache import (
-    REPLAY_MODES,
+from nb_claude._config import REPLAY_MODES, resolve_mode
+from nb_claude._errors import ConfigError
+from nb_claude._replay import (
     ReplayError,
     ReplayFile,
     ReplayWarning,
     request_key,
     request_summary,
-    resolve_mode,
 )
 from nb_claude._stream import Reply, ToolCall, Usage
 
@@ -146,7 +146,7 @@ def test_key_changes_with_message_text_and_order():
 def test_key_is_the_same_in_another_process():
     script = textwrap.dedent("""
         import json, sys
-        from nb_claude._cache import request_key
+        from nb_claude._replay import request_key
         def rev(v):
             if isinstance(v, dict):
                 return {k: rev(v[k]) for k in reversed(list(v))}
@@ -392,7 +392,7 @@ def test_unwritable_path_is_a_one_line_replay_error(tmp_path):
 
 
 def test_works_without_fcntl(tmp_path, monkeypatch):
-    import nb_claude._cache as cache
+    import nb_claude._replay as cache
 
     monkeypatch.setattr(cache, "fcntl", None)
     replay = ReplayFile(tmp_path / "r.jsonl")
@@ -402,7 +402,7 @@ def test_works_without_fcntl(tmp_path, monkeypatch):
 
 WRITER = textwrap.dedent("""
     import sys, threading
-    from nb_claude._cache import ReplayFile
+    from nb_claude._replay import ReplayFile
     path, proc = sys.argv[1], int(sys.argv[2])
 
     def payload(key):
@@ -500,7 +500,7 @@ def test_resolve_mode(value, default, expected):
 @pytest.mark.parametrize(("value", "default"), [("replays", "auto"), ("rec ord", "auto"),
                                                  (None, "sometimes")])
 def test_resolve_mode_rejects_unknown(value, default):
-    with pytest.raises(ReplayError) as info:
+    with pytest.raises(ConfigError) as info:
         resolve_mode(value, default=default)
     message = str(info.value)
     assert "\n" not in message and all(mode in message for mode in REPLAY_MODES)

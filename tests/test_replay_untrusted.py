@@ -13,8 +13,8 @@ from conftest import SENTINEL_KEY
 
 import nb_claude
 from nb_claude import _config, _tools
-from nb_claude._cache import ReplayWarning
 from nb_claude._errors import ConfigError, ReplayMissError
+from nb_claude._replay import ReplayWarning
 
 TOOL_CELL = '''
 import nb_claude
