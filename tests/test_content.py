@@ -537,3 +537,29 @@ def test_png_text_chunks_are_stripped_so_hashes_do_not_depend_on_library_version
     b = attachment_from(png("Matplotlib version3.11.2"), name="b")
     assert a.sha256 == b.sha256 and b"Matplotlib" not in a.data
     assert PIL_Image.open(io.BytesIO(a.data)).size == (20, 10)
+
+
+def test_one_classifier_names_every_kind_by_type_and_subclass():
+    from nb_claude._kinds import IMAGE_KINDS, kind_of
+
+    class Frame(pd.DataFrame):
+        pass
+
+    class Hostile:
+        def __getattr__(self, name):
+            raise KeyError(name)
+
+    fig = _figure()
+    cases = {
+        "dataframe": Frame({"a": [1]}), "series": pd.Series([1]), "array": np.ma.array([1, 2]),
+        "scalar": np.float64(1.5), "figure": fig, "axes": fig.axes[0] if fig.axes else fig.add_subplot(),
+        "pil_image": PIL_Image.new("RGB", (2, 2)), "bytes": b"x", "path": Path("a.txt"),
+        "text": "a\nb",
+    }
+    for kind, value in cases.items():
+        assert kind_of(value) == kind, kind
+    assert kind_of(pd.DataFrame) is None and kind_of(3) is None
+    assert kind_of(Hostile(), probe=False) is None  # a namespace scan never runs __getattr__
+    with pytest.raises(KeyError):
+        kind_of(Hostile())
+    assert {"figure", "axes", "pil_image", "ipython_image"} == IMAGE_KINDS
