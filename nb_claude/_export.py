@@ -15,7 +15,7 @@ from ._errors import ConfigError
 
 if TYPE_CHECKING:
     from ._content import Attachment
-    from ._session import Session, Turn
+    from ._turns import Transcript, Turn
 
 __all__ = ["save_session", "load_turns", "write_notebook"]
 
@@ -36,7 +36,7 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
+def save_session(session: Transcript, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"cannot save to {target}: it is a directory; give a file name")
@@ -47,7 +47,7 @@ def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
 
 
 def load_turns(path: str | os.PathLike[str]) -> tuple[str, list[Turn]]:
-    from ._session import Turn
+    from ._turns import Turn
 
     source = Path(path)
     try:
@@ -100,7 +100,7 @@ def _turn_cell(number: int, turn: Turn) -> Any:
     return cell
 
 
-def write_notebook(session: Session, path: str | os.PathLike[str]) -> Path:
+def write_notebook(session: Transcript, path: str | os.PathLike[str]) -> Path:
     """An .ipynb with a Markdown cell per turn; images travel as cell attachments."""
     import nbformat
 

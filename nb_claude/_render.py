@@ -15,12 +15,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ._config import redact
+from ._config import DEFAULT_UPDATES_PER_SECOND, redact
 from ._markdown import code_span, escape_text, safe_markdown
+from ._turns import total_usage
 
 if TYPE_CHECKING:
     from ._content import Attachment
-    from ._session import Session, Step, Turn
+    from ._turns import Step, Transcript, Turn
 
 __all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
            "transcript_markdown", "output_metadata", "first_code_block"]
@@ -270,7 +271,7 @@ class Throttle:
     slowly it streams.
     """
 
-    def __init__(self, rate: float = 10.0, *, factor: float = 1.5, slack: int = 196_608,
+    def __init__(self, rate: float = DEFAULT_UPDATES_PER_SECOND, *, factor: float = 1.5, slack: int = 196_608,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.factor = factor
@@ -327,7 +328,7 @@ def live_placeholder(turn: Turn) -> str:
 class InlineView:
     """A live reply under the running cell, updated at most `rate` times a second."""
 
-    def __init__(self, rate: float = 10.0, *, fmt: str = "markdown",
+    def __init__(self, rate: float = DEFAULT_UPDATES_PER_SECOND, *, fmt: str = "markdown",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.throttle = Throttle(rate, clock=clock)
         self.fmt = fmt
@@ -399,7 +400,7 @@ class InlineView:
         self._written = end
 
 
-def session_markdown(session: Session) -> str:
+def session_markdown(session: Transcript) -> str:
     """The whole conversation as Markdown (for %claude_history and export)."""
     if not session.history:
         return f"*Session {code_span(session.name)} has no turns yet.*"
@@ -449,8 +450,8 @@ def dry_run_bundle(body: dict[str, Any], attachments: list[Any]) -> dict[str, st
     return {"text/markdown": "\n".join(lines), "text/plain": shown}
 
 
-def usage_markdown(session: Session) -> str:
-    usage = session.usage
+def usage_markdown(session: Transcript) -> str:
+    usage = total_usage(session.history)
     replies = sum(len(turn.steps) for turn in session.history)
     offline = any(turn.offline for turn in session.history)
     cost = "n/a" if usage.cost_usd is None else f"${usage.cost_usd:.4f}" + (

@@ -13,7 +13,11 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["result_content"]
+from ._wire import attachment_block
+
+__all__ = ["TOOL_RESULT_BUDGET", "result_content"]
+
+TOOL_RESULT_BUDGET = 20_000  # characters of text a tool result may send
 
 
 def _truncate(text: str, budget: int) -> str:
@@ -64,10 +68,10 @@ def _image_blocks(value: Any, index: int) -> list[dict[str, Any]]:
     from ._content import attachment_from
 
     attachment = attachment_from(value, name=f"image {index}")
-    return [attachment.to_block(), {"type": "text", "text": f"[{attachment.description}]"}]
+    return [attachment_block(attachment), {"type": "text", "text": f"[{attachment.description}]"}]
 
 
-def result_content(value: object, *, budget: int = 20_000) -> str | list[dict[str, Any]]:
+def result_content(value: object, *, budget: int = TOOL_RESULT_BUDGET) -> str | list[dict[str, Any]]:
     """A tool's return value as `tool_result` content: text, or text and image blocks.
 
     Plain data goes as JSON, figures and images as image blocks, DataFrames,

@@ -18,7 +18,8 @@ from typing import Any
 
 from ._schema import Invalid, SchemaError, schema_for, underlying, validate
 from ._stream import ToolCall
-from ._tool_results import result_content
+from ._tool_results import TOOL_RESULT_BUDGET, result_content
+from ._wire import tool_choice, tool_definition, tool_result_block
 
 __all__ = [
     "Tool",
@@ -96,8 +97,7 @@ class Tool:
 
     def to_wire(self) -> dict[str, Any]:
         """The tool as the request's `tools` list carries it."""
-        return {"name": self.name, "description": self.description,
-                "input_schema": self.input_schema}
+        return tool_definition(self)
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r}, params={[p.name for p in self._params]})"
@@ -237,24 +237,13 @@ def _lookup(name: str, namespace: Mapping[str, object] | None) -> Tool:
     raise ToolError(f"unknown tool {name!r}: {name} is not a function but {_show_obj(value)}")
 
 
-_CHOICES = {"auto": "auto", "none": "none", "required": "required", "any": "required"}
-
-
 def tool_choice_wire(choice: str | Tool | None, tools: Sequence[Tool]
                      ) -> str | dict[str, Any] | None:
     """The request's `tool_choice` value, or None when nothing should be sent."""
-    if choice is None:
-        return None
-    name = choice.name if isinstance(choice, Tool) else str(choice).strip()
-    if not tools:
-        raise ToolError(f"tool_choice {name!r} needs tools: pass some with --tools")
-    if name.lower() in _CHOICES:
-        return _CHOICES[name.lower()]
-    names = [t.name for t in tools]
-    if name not in names:
-        raise ToolError(f"tool_choice {name!r} is not one of the tools ({', '.join(names)}): "
-                        "use auto, none, required or one of them")
-    return {"type": "function", "function": {"name": name}}
+    try:
+        return tool_choice(choice, [t.name for t in tools])
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
 
 
 # --- results ------------------------------------------------------------------------
@@ -276,8 +265,7 @@ class ToolResult:
 
     def to_block(self) -> dict[str, Any]:
         """The native `tool_result` block for the next user message."""
-        return {"type": "tool_result", "tool_use_id": self.tool_use_id,
-                "content": self.content, "is_error": self.is_error}
+        return tool_result_block(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tool_use_id": self.tool_use_id, "name": self.name, "content": self.content,
@@ -307,7 +295,7 @@ def _summary(content: str | list[dict[str, Any]]) -> str:
 
 
 def run_tool_call(call: ToolCall, tools: Mapping[str, Tool], *,
-                  result_budget: int = 20_000) -> ToolResult:
+                  result_budget: int = TOOL_RESULT_BUDGET) -> ToolResult:
     """Run one call the model asked for; problems become error results, never raised.
 
     An interrupt while the function runs raises ToolInterrupted, whose `result` says
