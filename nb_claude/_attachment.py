@@ -90,31 +90,10 @@ class Attachment:
         return self.data.decode("utf-8")
 
     def to_block(self) -> dict[str, Any]:
-        """The Anthropic-native content block for this attachment."""
-        if self.kind == "image":
-            return {
-                "type": "image",
-                "source": {"type": "base64", "media_type": self.media_type, "data": b64(self.data)},
-            }
-        if self.kind == "pdf":
-            block: dict[str, Any] = {
-                "type": "document",
-                "source": {"type": "base64", "media_type": "application/pdf", "data": b64(self.data)},
-            }
-        elif self.object_type is not None:
-            return {
-                "type": "text",
-                "text": f'<attachment name="{_attr(self.name)}" kind="{_attr(self.object_type)}">\n'
-                f"{self.text()}\n</attachment>",
-            }
-        else:
-            block = {
-                "type": "document",
-                "source": {"type": "text", "media_type": "text/plain", "data": self.text()},
-            }
-        if self.title:
-            block["title"] = self.title
-        return block
+        """The Anthropic-native content block for this attachment (decided in _wire)."""
+        from ._wire import attachment_block
+
+        return attachment_block(self)
 
     def estimate_tokens(self) -> int:
         """Rough input cost: images w*h/750, text chars/4, PDFs ~1,500 tokens a page.

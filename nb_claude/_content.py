@@ -32,6 +32,7 @@ from ._attachment import (
     AttachmentError,
     check_request_limits,
 )
+from ._config import DEFAULT_DATAFRAME_BUDGET, DEFAULT_MAX_IMAGE_EDGE
 from ._documents import (
     decode_text,
     pdf_attachment,
@@ -90,8 +91,8 @@ def attachment_from(
     obj: object,
     *,
     name: str,
-    max_image_edge: int = 1568,
-    dataframe_budget: int = 6000,
+    max_image_edge: int = DEFAULT_MAX_IMAGE_EDGE,
+    dataframe_budget: int = DEFAULT_DATAFRAME_BUDGET,
     max_file_bytes: int = 32 * 1024 * 1024,
 ) -> Attachment:
     """Turn a Python object or a file path into an Attachment.

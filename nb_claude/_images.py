@@ -18,6 +18,7 @@ from ._attachment import (
     load_pil,
     open_image,
 )
+from ._config import DEFAULT_MAX_IMAGE_EDGE
 
 __all__ = ["IMAGE_EXTS", "array_image_attachment", "figure_attachment", "image_attachment",
            "is_image_array", "pil_attachment", "strip_png_metadata"]
@@ -47,7 +48,7 @@ def strip_png_metadata(data: bytes) -> bytes:
     return b"".join(out) if pos == len(data) else data
 
 
-def image_attachment(data: bytes, *, name: str, max_image_edge: int = 1568) -> Attachment:
+def image_attachment(data: bytes, *, name: str, max_image_edge: int = DEFAULT_MAX_IMAGE_EDGE) -> Attachment:
     """An image from raw bytes of any format Pillow reads, downscaled and re-encoded as needed.
 
     PNG, JPEG, GIF and WebP that already fit the edge and size limits are sent untouched;
@@ -154,7 +155,7 @@ def _save(image: Any, fmt: str, **options: Any) -> bytes:
     return buf.getvalue()
 
 
-def figure_attachment(fig: Any, *, name: str, max_image_edge: int = 1568) -> Attachment:
+def figure_attachment(fig: Any, *, name: str, max_image_edge: int = DEFAULT_MAX_IMAGE_EDGE) -> Attachment:
     """Render a matplotlib Figure to PNG once, at a dpi that fits the edge limit.
 
     Uses `fig.savefig` only, so pyplot state (current figure, open figures) is untouched.
@@ -186,7 +187,7 @@ def is_image_array(arr: Any) -> bool:
                 and min(arr.shape[:2]) >= 8)
 
 
-def array_image_attachment(arr: Any, *, name: str, max_image_edge: int = 1568) -> Attachment:
+def array_image_attachment(arr: Any, *, name: str, max_image_edge: int = DEFAULT_MAX_IMAGE_EDGE) -> Attachment:
     """An RGB or RGBA uint8 array (see `is_image_array`) as an image."""
     import numpy as np
 

@@ -13,6 +13,8 @@ import contextlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from ._config import DEFAULT_MAX_IMAGE_EDGE
+
 if TYPE_CHECKING:
     from ._content import Attachment
 
@@ -147,7 +149,7 @@ class PlotRecorder:
         """Images displayed by cell [execution_count]; [] if none are remembered."""
         return list(self._cells.get(execution_count, []))
 
-    def attachments(self, execution_count: int | None = None, *, max_image_edge: int = 1568) -> list[Attachment]:
+    def attachments(self, execution_count: int | None = None, *, max_image_edge: int = DEFAULT_MAX_IMAGE_EDGE) -> list[Attachment]:
         """The images of one cell (default: the latest) as attachments named "plot [N]"."""
         from ._content import AttachmentError, image_attachment
 

@@ -12,6 +12,7 @@ import reprlib
 import warnings
 from typing import Any
 
+from ._config import DEFAULT_DATAFRAME_BUDGET
 from ._kinds import kind_of, sniff, type_name
 
 __all__ = ["clip", "describe_value", "error_line", "size_text", "summarize_array",
@@ -45,7 +46,7 @@ def clip(text: str, budget: int) -> str:
 # ---------------------------------------------------------------------------- values
 
 
-def describe_value(obj: Any, *, budget: int = 6000) -> str:
+def describe_value(obj: Any, *, budget: int = DEFAULT_DATAFRAME_BUDGET) -> str:
     """A short, text-safe rendering of any value, for tool results and previews."""
     if kind_of(obj, probe=False) == "scalar":
         obj = obj.item()  # numpy scalars, some of which subclass float and int
@@ -109,7 +110,7 @@ def _json_default(value: Any) -> Any:
 # ---------------------------------------------------------------------------- arrays
 
 
-def summarize_array(arr: Any, *, budget: int = 6000) -> str:
+def summarize_array(arr: Any, *, budget: int = DEFAULT_DATAFRAME_BUDGET) -> str:
     """Shape, dtype, statistics (exact, or from a strided sample) and a clipped rendering."""
     import numpy as np
 
@@ -146,7 +147,7 @@ _DETAIL_COLS = 40  # columns listed one per line; wider frames are summarised
 _EXACT_OBJECT_CELLS = 1_000_000  # object/string cells scanned for exact null counts
 
 
-def summarize_dataframe(df: Any, *, budget: int = 6000, name: str | None = None) -> str:
+def summarize_dataframe(df: Any, *, budget: int = DEFAULT_DATAFRAME_BUDGET, name: str | None = None) -> str:
     """A compact, faithful text summary of a DataFrame or Series, within `budget` characters.
 
     Costs are bounded for any size: statistics on wide or long frames come from a

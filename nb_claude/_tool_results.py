@@ -10,14 +10,15 @@ import dataclasses
 import datetime as _dt
 import enum
 import json
-import sys
 from typing import Any
 
+from ._config import DEFAULT_TOOL_RESULT_BUDGET
+from ._kinds import IMAGE_KINDS, kind_of
 from ._wire import attachment_block
 
 __all__ = ["TOOL_RESULT_BUDGET", "result_content"]
 
-TOOL_RESULT_BUDGET = 20_000  # characters of text a tool result may send
+TOOL_RESULT_BUDGET = DEFAULT_TOOL_RESULT_BUDGET
 
 
 def _truncate(text: str, budget: int) -> str:
@@ -44,24 +45,17 @@ def _json_default(obj: Any) -> Any:
     return describe_value(obj, budget=500)
 
 
-def _is_instance(value: Any, module: str, names: tuple[str, ...]) -> bool:
-    """isinstance against a class of a module only if that module is already imported."""
-    loaded = sys.modules.get(module)
-    classes = tuple(c for n in names if isinstance(c := getattr(loaded, n, None), type))
-    return bool(classes) and isinstance(value, classes)
-
-
 def _is_image(value: Any) -> bool:
-    return (_is_instance(value, "PIL.Image", ("Image",))
-            or _is_instance(value, "matplotlib.figure", ("Figure", "SubFigure"))
-            or _is_instance(value, "matplotlib.axes", ("Axes",))
-            or _is_instance(value, "IPython.core.display", ("Image",)))
+    return kind_of(value, probe=False) in IMAGE_KINDS
 
 
 def _is_json(value: Any) -> bool:
-    return (value is None or isinstance(value, (bool, int, float, dict, list, tuple))
-            or (dataclasses.is_dataclass(value) and not isinstance(value, type))
-            or (type(value).__module__ == "numpy" and getattr(value, "shape", None) == ()))
+    if value is None or isinstance(value, (bool, int, float, dict, list, tuple)):
+        return True
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return True
+    kind = kind_of(value, probe=False)
+    return kind == "scalar" or (kind == "array" and getattr(value, "shape", None) == ())
 
 
 def _image_blocks(value: Any, index: int) -> list[dict[str, Any]]:

@@ -47,6 +47,9 @@ def test_a_tool_returning_the_key_shows_stars(run: Any, server: Any) -> None:
     assert cell.error is None, cell.error
     assert key not in json.dumps([o.data for o in cell.outputs])
     assert "AIMLAPI_KEY=***" in cell.markdown
+    from nb_claude._tools import unregister
+
+    unregister("env")
 
 
 def test_the_terminal_stream_never_shows_a_key_split_across_chunks(
