@@ -297,6 +297,9 @@ def _session_consume(transport: Any) -> Callable[[], str]:
     return consume
 
 
+OPENAI_ROW = "stream CPU per chunk, openai SDK parsing into its typed chunk objects (comparison)"
+
+
 def bench_stream_cpu(quick: bool = False) -> list[dict[str, Any]]:
     """CPU per chunk to turn the same byte stream into text: nb_claude vs raw httpx."""
     n = 500 if quick else 20_000
@@ -318,11 +321,11 @@ def bench_stream_cpu(quick: bool = False) -> list[dict[str, Any]]:
             t_base * per, target="<= 1.2x", ok=t_session / t_base <= 1.2, unit="µs"),
     ]
     if importlib.util.find_spec("openai") is None:
-        rows.append(skipped("stream CPU per chunk, openai SDK parser (comparison)",
+        rows.append(skipped(OPENAI_ROW,
                             "skipped: openai is not installed"))
     else:
         t_openai = _best(_openai_consume(transport), repeat)
-        rows.append(row("stream CPU per chunk, openai SDK parser (comparison)", t_openai * per,
+        rows.append(row(OPENAI_ROW, t_openai * per,
                         t_base * per, target="-", ok=None, unit="µs"))
     return rows
 
