@@ -86,6 +86,10 @@ def footer(turn: Turn, *, live: bool = False) -> str:
 
 
 _THUMBNAILS: dict[str, str | None] = {}
+THUMBNAIL_EDGE = 192  # pixels of the stored thumbnail: sharp at the shown height on HiDPI screens
+# A plot is mostly white: a frame and the plot's own aspect keep it from reading as an empty box.
+THUMBNAIL_STYLE = ("height:72px;width:auto;vertical-align:middle;border:1px solid #bbb;"
+                   "border-radius:3px;background:#fff;padding:1px")
 
 
 def _thumbnail(attachment: Any) -> str | None:
@@ -94,7 +98,7 @@ def _thumbnail(attachment: Any) -> str | None:
     if key not in _THUMBNAILS:
         if len(_THUMBNAILS) > 256:
             _THUMBNAILS.clear()
-        _THUMBNAILS[key] = attachment.thumbnail_data_uri(48)
+        _THUMBNAILS[key] = attachment.thumbnail_data_uri(THUMBNAIL_EDGE)
     return _THUMBNAILS[key]
 
 
@@ -115,7 +119,7 @@ def attachments_line(turn: Turn, *, image_src: ImageSource | None = None) -> str
             items.append(f"![{escape_text(attachment.name)}]({src}) {label}" if src else label)
         else:
             thumb = _thumbnail(attachment)
-            items.append(f"<img src=\"{thumb}\" style=\"height:32px;vertical-align:middle\" "
+            items.append(f"<img src=\"{thumb}\" style=\"{THUMBNAIL_STYLE}\" "
                          f"alt=\"{html.escape(attachment.name)}\"/> {label}" if thumb else label)
     return "Attached: " + " · ".join(items) if items else ""
 

@@ -230,3 +230,20 @@ def test_the_record_survives_save_and_load(configured: Any, server: Any,
     loaded = nb_claude.Session.load(session.save(tmp_path / "s.json"))
     shown = footer(loaded.history[0])
     assert "recorded in nb_claude_replay.jsonl" in shown and "est., offline" in shown
+
+
+def test_the_plot_thumbnail_is_legible(plot_shell: Any, server: Any) -> None:
+    """Large enough to see the plot, framed, and in the plot's own aspect (not a square box)."""
+    from PIL import Image
+
+    server.reply("A bump.")
+    markdown = plot_shell("%%claude --plot\nWhat is the shape?").markdown
+    tag = re.search(r'<img src="data:image/png;base64,([^"]+)" style="([^"]+)"', markdown)
+    assert tag is not None
+    import io
+
+    thumb = Image.open(io.BytesIO(base64.b64decode(tag.group(1))))
+    assert max(thumb.size) >= 144 and thumb.size[0] != thumb.size[1]
+    style = tag.group(2)
+    assert "border:" in style and "width:auto" in style
+    assert int(re.search(r"height:(\d+)px", style).group(1)) >= 64
