@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 __all__ = [
     "NbClaudeError",
     "ConfigError",
@@ -33,9 +35,21 @@ class ConfigError(NbClaudeError, ValueError):
 
 
 class MissingKeyError(ConfigError):
+    """No key anywhere; the advice fits where the user is: a kernel, terminal IPython, or Python."""
+
     def __init__(self) -> None:
-        super().__init__("no API key: run %claude_login, or set the AIMLAPI_KEY environment variable "
-                         "before starting Jupyter")
+        super().__init__(_missing_key_advice())
+
+
+def _missing_key_advice() -> str:
+    ipython = sys.modules.get("IPython")  # not imported: plain Python, not IPython
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is None:
+        return "no API key: set AIMLAPI_KEY before starting Python"
+    if getattr(shell, "kernel", None) is None:
+        return "no API key: set AIMLAPI_KEY before starting IPython, or run %claude_login"
+    return ("no API key: run %claude_login, or set the AIMLAPI_KEY environment variable "
+            "before starting Jupyter")
 
 
 class APIError(NbClaudeError):

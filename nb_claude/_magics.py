@@ -7,6 +7,7 @@ import keyword
 import os
 import re
 import shlex
+import types
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -17,7 +18,7 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import argument, construct_parser
 from traitlets import (
     Bool,
     CaselessStrEnum,
@@ -69,6 +70,50 @@ _REQUEST_OPTIONS = [
                   "functions again)"),
     argument("--refresh", action="store_true", help="ask again and re-record this cell"),
 ]
+
+
+class _ArgumentMagic:
+    """A magic method whose argparse parser, and the help text made from it, are built on
+    first use (`%%claude?`, `.parser`, `.__doc__`): IPython's `@magic_arguments()` builds
+    them at import, which was most of the cost of `%load_ext nb_claude`.
+    """
+
+    def __init__(self, func: Any) -> None:
+        vars(self).update(vars(func))  # @argument's decorators, @no_var_expand's flag
+        self._func = func
+        self._parser: Any = None
+        self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
+        self.__module__ = func.__module__
+        self.__wrapped__ = func
+
+    @property
+    def parser(self) -> Any:
+        return self._build()
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        self._build()
+        return self._func.__doc__
+
+    def _build(self) -> Any:
+        if self._parser is None:
+            self._parser = construct_parser(self._func)  # also sets the help as its __doc__
+        return self._parser
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        return self if instance is None else types.MethodType(self, instance)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._func(*args, **kwargs)
+
+
+def _magic_arguments(func: Any) -> Any:
+    """`@magic_arguments()` with the parser built on first use."""
+    if not getattr(func, "has_arguments", False):
+        func.has_arguments = True
+        func.decorators = []
+    return _ArgumentMagic(func)
 
 
 def _request_options(func: Any) -> Any:
@@ -316,7 +361,7 @@ class ClaudeMagics(Magics):
             raise UsageError(f"--attach {expr}: {error_line(exc)}") from None
 
     # -- magics -----------------------------------------------------------
-    @magic_arguments()
+    @_magic_arguments
     @_request_options
     @argument("prompt", nargs="*", help="the prompt (line magic only)")
     @no_var_expand  # the prompt goes as typed: code is full of {braces} and $signs
@@ -379,7 +424,7 @@ class ClaudeMagics(Magics):
 
         view = InlineView(_config.settings.updates_per_second,
                           fmt="text" if args.format == "text" else "markdown")
-        count = getattr(self.shell, "execution_count", None)
+        count = running_cell_number(self.shell)
         label = f"cell [{count}] ({_first_words(prompt)})" if count else _first_words(prompt)
         try:
             reply = session.ask(prompt, attach=attach, cell_id=cell_id, new=args.new,
@@ -407,7 +452,7 @@ class ClaudeMagics(Magics):
             display(Markdown("*This front end cannot insert cells: copy the code below.*\n\n"
                              f"```python\n{code}\n```"))
 
-    @magic_arguments()
+    @_magic_arguments
     @argument("--session", default="default", metavar="NAME", help="session to reset")
     @line_magic
     def claude_reset(self, line: str) -> None:
@@ -415,27 +460,25 @@ class ClaudeMagics(Magics):
         args = _parse(self.claude_reset, line)
         self._session(args.session).reset()
 
-    @magic_arguments()
+    @_magic_arguments
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_history(self, line: str) -> None:
-        """Show the session's turns as Markdown."""
-        from IPython.display import Markdown, display
-
+        """Show the session's turns as Markdown (plain text in a terminal)."""
         args = _parse(self.claude_history, line)
-        display(Markdown(self._session(args.session).to_markdown()))
+        session = self._session(args.session)
+        _show(session.to_markdown(), _history_text(session))
 
-    @magic_arguments()
+    @_magic_arguments
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_usage(self, line: str) -> None:
         """Tokens, replies and cost of a session."""
-        from IPython.display import Markdown, display
-
         from ._render import usage_markdown
 
         args = _parse(self.claude_usage, line)
-        display(Markdown(usage_markdown(self._session(args.session))))
+        table = usage_markdown(self._session(args.session))
+        _show(table, _table_text(table))
 
     @line_magic
     def claude_login(self, line: str) -> None:
@@ -452,16 +495,19 @@ class ClaudeMagics(Magics):
         if not key.strip():
             raise UsageError("no key entered; nothing changed")
         _config.set_api_key(key)
-        from IPython.display import Markdown, display
+        where = "kernel" if getattr(self.shell, "kernel", None) is not None else "session"
+        message = f"Key set for this {where} (kept in memory only)."
+        _show(message, message)
 
-        display(Markdown("Key set for this kernel (kept in memory only)."))
-
-    @magic_arguments()
+    @_magic_arguments
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_chat(self, line: str) -> Any:
         """Open the chat panel on a session."""
         args = _parse(self.claude_chat, line)
+        if getattr(self.shell, "kernel", None) is None:
+            raise UsageError("%claude_chat needs a notebook front end with widgets (JupyterLab, "
+                             "Notebook or VS Code); here use %claude")
         from ._panel import ChatPanel
 
         return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots)
@@ -553,6 +599,53 @@ def _path_shaped(expr: str) -> bool:
 def _first_words(text: str, limit: int = 40) -> str:
     line = " ".join(text.split())
     return repr(line if len(line) <= limit else line[: limit - 1] + "…")
+
+
+def running_cell_number(shell: Any) -> int | None:
+    """The In [N] of the cell running now, or None outside a cell that enters the history.
+
+    IPython 9 adds one to `shell.execution_count` before a cell runs, earlier versions
+    after it; the running cell's own result holds its number in both.
+    """
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    count = getattr(result, "execution_count", None)
+    if not isinstance(count, int) or not getattr(getattr(result, "info", None), "store_history",
+                                                 True):
+        return None
+    return count
+
+
+def _show(markdown: str, text: str) -> None:
+    """Markdown for notebooks, readable text for terminal IPython."""
+    from IPython.display import display
+
+    display({"text/markdown": markdown, "text/plain": text}, raw=True)
+
+
+def _table_text(table: str) -> str:
+    """A one-row Markdown table as `name: value` pairs on one line."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in table.splitlines() if line.strip()]
+    head, values = rows[0], rows[-1]
+    return ", ".join(f"{name}: {_unspan(value)}" for name, value in zip(head, values, strict=True))
+
+
+def _unspan(text: str) -> str:
+    match = re.fullmatch(r"(`+) ?(.*?) ?\1", text)
+    return match.group(2) if match else text
+
+
+def _history_text(session: Any) -> str:
+    from ._render import turn_text
+
+    if not session.history:
+        return f"Session {session.name!r} has no turns yet."
+    parts = [f"Conversation {session.name!r}"]
+    for number, turn in enumerate(session.history, 1):
+        names = ", ".join(attachment.name for attachment in turn.attachments)
+        parts.append(f"{number}. You: {turn.prompt}" + (f"\n(attached: {names})" if names else ""))
+        parts.append(f"Claude: {turn_text(turn)}")
+    return "\n\n".join(parts)
 
 
 def _front_end_inserts_cells(shell: Any) -> bool:

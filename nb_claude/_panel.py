@@ -27,7 +27,7 @@ __all__ = ["ChatPanel", "attachable_names"]
 log = logging.getLogger("nb_claude")
 
 LAST_PLOT = "\0last plot"  # picker value for the latest displayed plot; never a variable name
-MODELS = ("anthropic/claude-opus-4-8", "claude-opus-4-8")
+MODELS = ("anthropic/claude-opus-4-8",)  # the service also accepts "claude-opus-4-8": same model
 STOPPED = "<sub>⏹ interrupted</sub>"
 _MAX_PICKS = 60
 
@@ -47,6 +47,21 @@ _STYLE = """<style>
 .nbc-chip { font-size: 12px; }
 .nbc-controls { align-items: center; }
 </style>"""
+
+
+def model_options(current: str) -> list[tuple[str, str]]:
+    """(label, id) for the model picker: each model once, under the id the settings use.
+
+    The service takes a model with or without its "anthropic/" prefix; both ids are one model.
+    """
+    options: dict[str, str] = {_model_name(current): current}
+    for model in MODELS:
+        options.setdefault(_model_name(model), model)
+    return [(name, model) for name, model in options.items()]
+
+
+def _model_name(model: str) -> str:
+    return model.removeprefix("anthropic/")
 
 
 def attachable_names(namespace: dict[str, Any]) -> list[tuple[str, str]]:
@@ -131,7 +146,7 @@ class ChatPanel(widgets.VBox):
         title = widgets.HTML(f"<b>Claude</b> · session <code>{html.escape(session.name)}</code>")
         title.add_class("nbc-title")
         model = session.settings.model
-        self.model = widgets.Dropdown(options=list(dict.fromkeys([*MODELS, model])), value=model,
+        self.model = widgets.Dropdown(options=model_options(model), value=model,
                                       layout=widgets.Layout(width="230px"))
         self.model.add_class("nbc-model")
         self.new_button = _button("New conversation", "nbc-new", icon="plus",
@@ -474,7 +489,8 @@ class ChatPanel(widgets.VBox):
             if name == LAST_PLOT:
                 if self.plots is None:
                     raise NbClaudeError("no plot recorder: run %load_ext nb_claude first")
-                result.extend(self.plots.attachments(None))
+                result.extend(self.plots.attachments(
+                    None, max_image_edge=self.session.settings.max_image_edge))
             elif name in namespace:
                 result.append((name, namespace[name]))
             else:

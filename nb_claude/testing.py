@@ -1342,7 +1342,11 @@ class StandInServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the stand-in until interrupted; the base URL goes to stdout."""
+    """Serve the stand-in until interrupted.
+
+    The first line of stdout is the base URL alone (scripts read it); then the two
+    settings to paste into the environment of Jupyter or IPython.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m nb_claude.testing",
         description="Serve an offline stand-in for the AI/ML API chat-completions endpoint.")
@@ -1354,7 +1358,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = StandInServer(seed=args.seed, quirks=not args.no_quirks, host=args.host,
                            port=args.port).start()
-    sys.stdout.write(f"{server.url}\n")
+    sys.stdout.write(f"{server.url}\n"
+                     "# Offline stand-in serving; Ctrl-C stops it. Set these where Jupyter or "
+                     f"IPython starts (any key works, e.g. offline or {DEMO_KEY}):\n"
+                     f"NB_CLAUDE_BASE_URL={server.url}\n"
+                     "AIMLAPI_KEY=offline\n")
     sys.stdout.flush()
     try:
         while True:
