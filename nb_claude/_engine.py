@@ -179,11 +179,11 @@ class Engine:
         return None, list(self.history)
 
     def request_body(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
-                     **options: Any) -> dict[str, Any]:
+                     context: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
         """The exact JSON body `ask` would send first (for --dry-run); sends nothing."""
         check_text(prompt, "prompt")
         opts = self.options(**options)
-        turn = Turn(_clean(prompt), self.attachments(attach))
+        turn = Turn(_clean(prompt), self.attachments(attach), context=dict(context or {}))
         _, base = self._base(cell_id)
         body = opts.body(wire_messages(base, turn))
         body["stream"] = opts.stream
@@ -192,7 +192,8 @@ class Engine:
     def send(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
              new: bool = False, source: str = "python", cancel: CancelToken | None = None,
              label: str | None = None, view: View | None = None,
-             confirmer: Confirmer | None = None, **options: Any) -> Reply:
+             confirmer: Confirmer | None = None, context: dict[str, Any] | None = None,
+             **options: Any) -> Reply:
         """Send `prompt` (with attachments), run the tool loop, and return the reply.
 
         `view` (if any) shows the turn as it grows. A tool call that needs the user's
@@ -210,7 +211,7 @@ class Engine:
 
         token = cancel or CancelToken()
         turn = Turn(_clean(prompt), attachments, cell_id=cell_id, source=source,
-                    options=opts.summary())
+                    options=opts.summary(), context=dict(context or {}))
         if view is not None:
             view.start(turn)  # the waiting mark shows even while another turn holds the lock
         try:

@@ -69,6 +69,9 @@ class Turn:
     options: dict[str, Any] = field(default_factory=dict)
     created: float = field(default_factory=time.time)
     note: str = ""
+    # What the notebook contributed (cells run, @names): {"text": sent before the prompt,
+    # "summary": one line, "items": [{"label", "tokens", "text"}], "missing": [names]}.
+    context: dict[str, Any] = field(default_factory=dict)
     _wire: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -102,7 +105,7 @@ class Turn:
         return any(s.offline for s in self.steps)
 
     def user_content(self) -> str | list[dict[str, Any]]:
-        return user_content(self.prompt, self.attachments)
+        return user_content(self.prompt, self.attachments, self.context.get("text", ""))
 
     def wire(self) -> list[dict[str, Any]]:
         """The messages this turn contributes to later requests (cached once complete)."""
@@ -124,6 +127,7 @@ class Turn:
             "options": self.options,
             "created": self.created,
             "note": self.note,
+            "context": self.context,
         }
 
     @classmethod
@@ -139,6 +143,7 @@ class Turn:
             options=dict(data.get("options") or {}),
             created=float(data.get("created") or time.time()),
             note=data.get("note", ""),
+            context=dict(data.get("context") or {}),
         )
         turn._freeze()
         return turn

@@ -90,11 +90,13 @@ def attachment_block(attachment: _Attachment) -> Block:
     return block
 
 
-def user_content(prompt: str, attachments: Sequence[_Attachment]) -> Content:
-    """A prompt's user message content: plain text, or the attachments then the text."""
-    if not attachments:
+def user_content(prompt: str, attachments: Sequence[_Attachment], context: str = "") -> Content:
+    """A prompt's user message content: plain text, or the notebook context, the
+    attachments, then the text."""
+    if not attachments and not context:
         return prompt
-    blocks = [attachment_block(a) for a in attachments]
+    blocks = [{"type": "text", "text": context}] if context else []
+    blocks += [attachment_block(a) for a in attachments]
     if prompt:
         blocks.append({"type": "text", "text": prompt})
     return blocks
