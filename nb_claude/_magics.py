@@ -6,8 +6,6 @@ import argparse
 import keyword
 import os
 import re
-import shlex
-import types
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -18,7 +16,7 @@ from IPython.core.magic import (
     magics_class,
     no_var_expand,
 )
-from IPython.core.magic_arguments import argument, construct_parser
+from IPython.core.magic_arguments import argument
 from traitlets import (
     Bool,
     CaselessStrEnum,
@@ -33,187 +31,17 @@ from traitlets import (
 
 from . import _config
 from ._errors import ConfigError
+from ._magic_args import (
+    magic_arguments,
+    parse,
+    protect_questions,
+    request_options,
+    split_line,
+)
+from ._plots import running_cell_number
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
-
-_REQUEST_OPTIONS = [
-    argument("-m", "--model", help="model id (default: ClaudeMagics.model)"),
-    argument("-s", "--system", help="system prompt for this request"),
-    argument("--max-tokens", type=int, metavar="N", help="most tokens the reply may use"),
-    argument("--stop", action="append", metavar="SEQ", help="stop sequence (repeatable)"),
-    argument("--no-stream", action="store_true", help="wait for the whole reply"),
-    argument("--new", action="store_true", help="start a fresh conversation"),
-    argument("--session", default="default", metavar="NAME", help="named session"),
-    argument("--out", metavar="VAR", help="store the reply text in this variable"),
-    argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown",
-             help="markdown (default), text, or code: put the first code block in a new cell"),
-    argument("--dry-run", action="store_true",
-             help="show the JSON body that would be sent, and send nothing"),
-    argument("-a", "--attach", action="append", metavar="EXPR",
-             help="attach a variable, expression or file path (repeatable, or a,b); "
-                  "a variable of exactly that name comes first, then an existing file "
-                  "(any name: data.csv, Dockerfile), then a Python expression"),
-    argument("--plot", nargs="?", const=-1, type=int, metavar="N",
-             help="attach the last displayed plot, or those of cell [N]"),
-    argument("--tools", metavar="NAMES",
-             help="functions the model may call: name,name (as the notebook defines them now) "
-                  "or all (every @nb_claude.tool function defined in the notebook)"),
-    argument("--tool-choice", metavar="CHOICE", help="auto, none, required or a tool name"),
-    argument("--max-steps", type=int, metavar="N", help="most tool-call rounds (default 10)"),
-    argument("--confirm", action="store_true", help="ask before each tool call"),
-    argument("--thinking", nargs="?", const="adaptive", metavar="N",
-             help="extended thinking: adaptive, or a token budget N >= 1024"),
-    argument("--replay", metavar="MODE", help="auto, replay, record or off for this cell"),
-    argument("--replay-tools", choices=("replay", "run"), metavar="MODE",
-             help="replayed tool calls: replay (the recorded results, default) or run (call the "
-                  "functions again)"),
-    argument("--refresh", action="store_true", help="ask again and re-record this cell"),
-]
-
-
-class _ArgumentMagic:
-    """A magic method whose argparse parser, and the help text made from it, are built on
-    first use (`%%claude?`, `.parser`, `.__doc__`): IPython's `@magic_arguments()` builds
-    them at import, which was most of the cost of `%load_ext nb_claude`.
-    """
-
-    def __init__(self, func: Any) -> None:
-        vars(self).update(vars(func))  # @argument's decorators, @no_var_expand's flag
-        self._func = func
-        self._parser: Any = None
-        self.__name__ = func.__name__
-        self.__qualname__ = func.__qualname__
-        self.__module__ = func.__module__
-        self.__wrapped__ = func
-
-    @property
-    def parser(self) -> Any:
-        return self._build()
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        self._build()
-        return self._func.__doc__
-
-    def _build(self) -> Any:
-        if self._parser is None:
-            self._parser = construct_parser(self._func)  # also sets the help as its __doc__
-        return self._parser
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        return self if instance is None else types.MethodType(self, instance)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._func(*args, **kwargs)
-
-
-def _magic_arguments(func: Any) -> Any:
-    """`@magic_arguments()` with the parser built on first use."""
-    if not getattr(func, "has_arguments", False):
-        func.has_arguments = True
-        func.decorators = []
-    return _ArgumentMagic(func)
-
-
-def _request_options(func: Any) -> Any:
-    for decorator in reversed(_REQUEST_OPTIONS):
-        func = decorator(func)
-    return func
-
-
-def _parse(magic: Any, line: str) -> argparse.Namespace:
-    try:
-        # IPython's own splitter keeps quotes (-s "Be terse." would send the quotes).
-        words = shlex.split(line)
-    except ValueError as exc:  # shlex: unbalanced quotes
-        raise UsageError(f"could not read the options: {exc}; quote values with spaces") from None
-    return magic.parser.parse_args(words)
-
-
-def _token_end(line: str, start: int) -> int:
-    """Where the shell-style word starting at `start` ends (quotes may hold spaces)."""
-    i, quote = start, ""
-    while i < len(line):
-        char = line[i]
-        if quote:
-            if char == quote:
-                quote = ""
-            elif char == "\\" and quote == '"':
-                i += 1
-        elif char in "'\"":
-            quote = char
-        elif char == "\\":
-            i += 1
-        elif char.isspace():
-            break
-        i += 1
-    return min(i, len(line))
-
-
-def _option(parser: argparse.ArgumentParser, name: str) -> argparse.Action | None:
-    """The parser's action for an option word, allowing unambiguous --prefixes as argparse does."""
-    actions = parser._option_string_actions
-    if name in actions:
-        return actions[name]
-    if not name.startswith("--") or len(name) < 3 or not parser.allow_abbrev:
-        return None
-    matches = {option: action for option, action in actions.items() if option.startswith(name)}
-    if len(set(matches.values())) > 1:
-        raise UsageError(f"ambiguous option {name}: could be {', '.join(sorted(matches))}")
-    return next(iter(matches.values()), None)
-
-
-def _unquote(text: str) -> str:
-    try:
-        return " ".join(shlex.split(text))
-    except ValueError as exc:
-        raise UsageError(f"could not read the options: {exc}; quote values with spaces") from None
-
-
-def _split_line(parser: argparse.ArgumentParser, line: str) -> tuple[list[str], str]:
-    """Split `%claude [options] TEXT` into option words for argparse and the prompt as typed.
-
-    Only the parser's own options are options: the first other word starts the prompt,
-    so `%claude -40 C in Fahrenheit?` keeps "-40". `--` ends the options explicitly. A
-    misspelt `--long-option` is refused rather than sent (and paid for) as the prompt.
-    """
-    words: list[str] = []
-    position = 0
-    while True:
-        start = len(line) - len(line[position:].lstrip())
-        if start >= len(line):
-            return words, ""
-        end = _token_end(line, start)
-        word = line[start:end]
-        if word == "--":
-            return words, line[end:].strip()
-        if word in ("-h", "--help"):
-            raise UsageError("%claude? shows the options (write -- first to send a prompt "
-                             "that starts with a dash)")
-        name, has_value, attached = word.partition("=")
-        action = _option(parser, name) if word.startswith("-") else None
-        if action is None:
-            if re.match(r"--[A-Za-z]", word):
-                raise UsageError(f"unknown option {name}: check the spelling, or put -- before "
-                                 "a prompt that starts with a dash")
-            return words, line[start:].strip()
-        option = max(action.option_strings, key=len)
-        position = end
-        if has_value:
-            words.append(f"{option}={_unquote(attached)}")
-        elif action.nargs == 0:
-            words.append(option)
-        else:
-            value_start = len(line) - len(line[position:].lstrip())
-            value_end = _token_end(line, value_start)
-            value = line[value_start:value_end]
-            if value and (action.nargs != "?" or value.isdigit()):
-                words.append(f"{option}={_unquote(value)}")
-                position = value_end
-            else:
-                words.append(option)
-
 
 @magics_class
 class ClaudeMagics(Magics):
@@ -361,8 +189,8 @@ class ClaudeMagics(Magics):
             raise UsageError(f"--attach {expr}: {error_line(exc)}") from None
 
     # -- magics -----------------------------------------------------------
-    @_magic_arguments
-    @_request_options
+    @magic_arguments
+    @request_options
     @argument("prompt", nargs="*", help="the prompt (line magic only)")
     @no_var_expand  # the prompt goes as typed: code is full of {braces} and $signs
     @line_cell_magic
@@ -381,10 +209,10 @@ class ClaudeMagics(Magics):
         options explicitly (`%claude -- --verbose means what?`).
         """
         if cell is None:
-            words, prompt = _split_line(self.claude.parser, line)
+            words, prompt = split_line(self.claude.parser, line)
             args = self.claude.parser.parse_args(words)
         else:
-            args = _parse(self.claude, line)
+            args = parse(self.claude, line)
             if args.prompt:
                 raise UsageError("put the prompt in the cell body, not after %%claude "
                                  f"(unexpected: {' '.join(args.prompt)!r})")
@@ -452,33 +280,35 @@ class ClaudeMagics(Magics):
             display(Markdown("*This front end cannot insert cells: copy the code below.*\n\n"
                              f"```python\n{code}\n```"))
 
-    @_magic_arguments
+    @magic_arguments
     @argument("--session", default="default", metavar="NAME", help="session to reset")
     @line_magic
     def claude_reset(self, line: str) -> None:
         """Forget the conversation of a session."""
-        args = _parse(self.claude_reset, line)
+        args = parse(self.claude_reset, line)
         self._session(args.session).reset()
 
-    @_magic_arguments
+    @magic_arguments
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_history(self, line: str) -> None:
         """Show the session's turns as Markdown (plain text in a terminal)."""
-        args = _parse(self.claude_history, line)
-        session = self._session(args.session)
-        _show(session.to_markdown(), _history_text(session))
+        from ._render import session_markdown, session_text
 
-    @_magic_arguments
+        args = parse(self.claude_history, line)
+        session = self._session(args.session)
+        _show(session_markdown(session), session_text(session))
+
+    @magic_arguments
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_usage(self, line: str) -> None:
         """Tokens, replies and cost of a session."""
-        from ._render import usage_markdown
+        from ._render import usage_markdown, usage_text
 
-        args = _parse(self.claude_usage, line)
-        table = usage_markdown(self._session(args.session))
-        _show(table, _table_text(table))
+        args = parse(self.claude_usage, line)
+        session = self._session(args.session)
+        _show(usage_markdown(session), usage_text(session))
 
     @line_magic
     def claude_login(self, line: str) -> None:
@@ -499,39 +329,18 @@ class ClaudeMagics(Magics):
         message = f"Key set for this {where} (kept in memory only)."
         _show(message, message)
 
-    @_magic_arguments
+    @magic_arguments
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_chat(self, line: str) -> Any:
         """Open the chat panel on a session."""
-        args = _parse(self.claude_chat, line)
+        args = parse(self.claude_chat, line)
         if getattr(self.shell, "kernel", None) is None:
             raise UsageError("%claude_chat needs a notebook front end with widgets (JupyterLab, "
                              "Notebook or VS Code); here use %claude")
         from ._panel import ChatPanel
 
         return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots)
-
-
-_LINE_MAGIC = re.compile(r"^(\s*)%claude\s+(\S.*?)\s*$")
-
-
-def protect_questions(lines: list[str]) -> list[str]:
-    """Input transformer: `%claude What is x?` is a prompt, not a request for help.
-
-    IPython reads a trailing `?` as "show help"; a %claude line is rewritten
-    into an explicit call first, so the question mark stays in the prompt.
-    """
-    if lines and lines[0].lstrip().startswith("%%"):
-        return lines
-    out = []
-    for line in lines:
-        match = _LINE_MAGIC.match(line)
-        if match and match.group(2).endswith("?") and not line.rstrip().endswith("\\"):
-            indent, rest = match.groups()
-            line = f"{indent}get_ipython().run_line_magic('claude', {rest!r})\n"
-        out.append(line)
-    return out
 
 
 def _split_attach(spec: str) -> list[str]:
@@ -601,51 +410,11 @@ def _first_words(text: str, limit: int = 40) -> str:
     return repr(line if len(line) <= limit else line[: limit - 1] + "…")
 
 
-def running_cell_number(shell: Any) -> int | None:
-    """The In [N] of the cell running now, or None outside a cell that enters the history.
-
-    IPython 9 adds one to `shell.execution_count` before a cell runs, earlier versions
-    after it; the running cell's own result holds its number in both.
-    """
-    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
-    count = getattr(result, "execution_count", None)
-    if not isinstance(count, int) or not getattr(getattr(result, "info", None), "store_history",
-                                                 True):
-        return None
-    return count
-
-
 def _show(markdown: str, text: str) -> None:
     """Markdown for notebooks, readable text for terminal IPython."""
     from IPython.display import display
 
     display({"text/markdown": markdown, "text/plain": text}, raw=True)
-
-
-def _table_text(table: str) -> str:
-    """A one-row Markdown table as `name: value` pairs on one line."""
-    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in table.splitlines() if line.strip()]
-    head, values = rows[0], rows[-1]
-    return ", ".join(f"{name}: {_unspan(value)}" for name, value in zip(head, values, strict=True))
-
-
-def _unspan(text: str) -> str:
-    match = re.fullmatch(r"(`+) ?(.*?) ?\1", text)
-    return match.group(2) if match else text
-
-
-def _history_text(session: Any) -> str:
-    from ._render import turn_text
-
-    if not session.history:
-        return f"Session {session.name!r} has no turns yet."
-    parts = [f"Conversation {session.name!r}"]
-    for number, turn in enumerate(session.history, 1):
-        names = ", ".join(attachment.name for attachment in turn.attachments)
-        parts.append(f"{number}. You: {turn.prompt}" + (f"\n(attached: {names})" if names else ""))
-        parts.append(f"Claude: {turn_text(turn)}")
-    return "\n\n".join(parts)
 
 
 def _front_end_inserts_cells(shell: Any) -> bool:
@@ -658,4 +427,4 @@ def _front_end_inserts_cells(shell: Any) -> bool:
     return not ("VSCODE_PID" in os.environ or "google.colab" in sys.modules)
 
 
-__all__ = ["ClaudeMagics"]
+__all__ = ["ClaudeMagics", "protect_questions", "running_cell_number"]

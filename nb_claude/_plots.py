@@ -18,7 +18,7 @@ from ._config import DEFAULT_MAX_IMAGE_EDGE
 if TYPE_CHECKING:
     from ._content import Attachment
 
-__all__ = ["PlotRecorder"]
+__all__ = ["PlotRecorder", "running_cell_number"]
 
 # SVG is not recorded: Claude accepts only raster images.
 _RECORDED_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
@@ -107,6 +107,9 @@ class PlotRecorder:
     # -- recording
 
     def _cell_number(self) -> int:
+        running = running_cell_number(self.shell)
+        if running is not None:
+            return running
         if self._current is not None:
             return self._current
         return int(getattr(self.shell, "execution_count", 0) or 0)
@@ -170,6 +173,20 @@ class PlotRecorder:
             name = f"plot [{n}]" if len(images) == 1 else f"plot [{n}] #{i}"
             out.append(image_attachment(data, name=name, max_image_edge=max_image_edge))
         return out
+
+
+def running_cell_number(shell: Any) -> int | None:
+    """The In [N] of the cell running now, or None outside a cell that enters the history.
+
+    IPython 9 adds one to `shell.execution_count` before a cell runs, earlier versions
+    after it; the running cell's own result holds its number in both.
+    """
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    count = getattr(result, "execution_count", None)
+    if not isinstance(count, int) or not getattr(getattr(result, "info", None), "store_history",
+                                                 True):
+        return None
+    return count
 
 
 def _to_bytes(value: Any) -> bytes | None:

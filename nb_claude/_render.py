@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ._turns import Step, Transcript, Turn
 
 __all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
-           "transcript_markdown", "output_metadata", "first_code_block"]
+           "session_text", "usage_markdown", "usage_text", "transcript_markdown",
+           "output_metadata", "first_code_block"]
 
 ImageSource = Callable[[int, "Attachment"], "str | None"]
 """Where an attached image is shown from: `(position, attachment) -> URL` (None: no image)."""
@@ -413,6 +414,18 @@ def session_markdown(session: Transcript) -> str:
     return "\n\n".join(parts)
 
 
+def session_text(session: Transcript) -> str:
+    """The whole conversation as plain text, for terminal IPython's %claude_history."""
+    if not session.history:
+        return f"Session {session.name!r} has no turns yet."
+    parts = [f"Conversation {session.name!r}"]
+    for number, turn in enumerate(session.history, 1):
+        names = ", ".join(attachment.name for attachment in turn.attachments)
+        parts.append(f"{number}. You: {turn.prompt}" + (f"\n(attached: {names})" if names else ""))
+        parts.append(f"Claude: {turn_text(turn)}")
+    return "\n\n".join(parts)
+
+
 def transcript_markdown(turn: Turn, number: int, *, level: int = 2,
                         image_src: ImageSource | None = None) -> str:
     """One finished turn as the history magic and both exports show it."""
@@ -454,13 +467,28 @@ def dry_run_bundle(body: dict[str, Any], attachments: list[Any]) -> dict[str, st
     return {"text/markdown": "\n".join(lines), "text/plain": shown}
 
 
-def usage_markdown(session: Transcript) -> str:
+_USAGE_HEAD = ("session", "replies", "tokens in", "tokens out", "cost")
+
+
+def _usage_values(session: Transcript) -> tuple[str, ...]:
+    """The usage row after the session's name: replies, tokens in and out, cost."""
     usage = total_usage(session.history)
     replies = sum(len(turn.steps) for turn in session.history)
     offline = any(turn.offline for turn in session.history)
     cost = "n/a" if usage.cost_usd is None else f"${usage.cost_usd:.4f}" + (
         " (est., offline stand-in replies)" if offline
         else " (estimate from the price table)" if usage.estimated else "")
-    return (f"| session | replies | tokens in | tokens out | cost |\n|---|---|---|---|---|\n"
-            f"| {code_span(session.name)} | {replies} | {usage.input_tokens:,} | "
-            f"{usage.output_tokens:,} | {cost} |")
+    return str(replies), f"{usage.input_tokens:,}", f"{usage.output_tokens:,}", cost
+
+
+def usage_markdown(session: Transcript) -> str:
+    """Replies, tokens and cost of a session as a one-row Markdown table."""
+    values = (code_span(session.name), *_usage_values(session))
+    return (f"| {' | '.join(_USAGE_HEAD)} |\n|{'---|' * len(_USAGE_HEAD)}\n"
+            f"| {' | '.join(values)} |")
+
+
+def usage_text(session: Transcript) -> str:
+    """The same figures as `name: value` pairs on one line, for terminal IPython."""
+    values = (session.name, *_usage_values(session))
+    return ", ".join(f"{name}: {value}" for name, value in zip(_USAGE_HEAD, values, strict=True))

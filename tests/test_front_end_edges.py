@@ -207,7 +207,7 @@ def test_a_strict_replay_miss_names_the_cell_it_ran_in(run: Any, server: StandIn
 
 
 def test_a_cell_that_is_not_kept_in_the_history_gets_no_number(ip: Any) -> None:
-    from nb_claude._magics import running_cell_number
+    from nb_claude._plots import running_cell_number
 
     seen: list[int | None] = []
     ip.user_ns["_seen"] = seen
@@ -216,6 +216,36 @@ def test_a_cell_that_is_not_kept_in_the_history_gets_no_number(ip: Any) -> None:
     ip.run_cell("_seen.append(_number(get_ipython()))", store_history=False)
     assert seen == [kept.execution_count, None]
     assert running_cell_number(ip) is None  # between cells
+
+
+def test_a_cell_that_draws_a_plot_and_asks_about_it_names_its_own_number(
+        ip: Any, run: Any, server: StandInServer) -> None:
+    """Images shown while a cell runs belong to its In [N], also under IPython 9, where
+    `execution_count` is already N + 1 then: `--plot` and `--plot N` both find them."""
+    from IPython.core.pylabtools import select_figure_formats
+    from matplotlib.figure import Figure
+
+    from nb_claude import get_session
+
+    draw = ("from IPython.display import display\nfrom matplotlib.figure import Figure\n"
+            "fig = Figure(figsize=(2, 2)); fig.add_subplot().plot([1, 3, 2]); display(fig)\n")
+    select_figure_formats(ip, {"png"})
+    try:
+        server.reply("A line.").reply("The same line.")
+        cell = run(draw + "%claude --plot Describe the plot")
+        assert cell.error is None, cell.error
+        number = cell.result.execution_count
+        assert [a.name for a in get_session().history[-1].attachments] == [f"plot [{number}]"]
+
+        number = ip.execution_count  # the In [N] the next cell gets
+        cell = run(draw + f"%claude --plot {number} Describe the plot")
+        assert cell.error is None, cell.error
+        assert cell.result.execution_count == number
+        assert [a.name for a in get_session().history[-1].attachments] == [f"plot [{number}]"]
+        sent = server.requests[-1].body["messages"][-1]["content"]
+        assert [block["type"] for block in sent] == ["image", "text"]
+    finally:
+        ip.display_formatter.formatters["image/png"].pop(Figure, None)
 
 
 # --- the chat panel ---------------------------------------------------------------------------

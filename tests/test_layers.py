@@ -82,8 +82,9 @@ def test_no_import_circle_among_package_modules() -> None:
     assert find_cycle(graph) is None
 
 
-FRONT_ENDS = {"nb_claude._magics", "nb_claude._panel", "nb_claude._render",
-              "nb_claude._export", "nb_claude._session", "nb_claude.demo"}
+FRONT_ENDS = {"nb_claude._magics", "nb_claude._magic_args", "nb_claude._panel",
+              "nb_claude._panel_parts", "nb_claude._render", "nb_claude._export",
+              "nb_claude._session", "nb_claude.demo"}
 CORE = ("nb_claude._engine", "nb_claude._turns", "nb_claude._wire", "nb_claude._options",
         "nb_claude._exchange", "nb_claude._stream", "nb_claude._client", "nb_claude._sse",
         "nb_claude._config", "nb_claude._replay", "nb_claude._tools", "nb_claude._tool_results")
