@@ -29,8 +29,9 @@ def test_reply_streams_and_settles_as_markdown_with_footer(run, server):
     md = cell.markdown
     assert md.startswith("A **left join** keeps every row of the left frame.")
     footer = md.rsplit("\n\n", 1)[-1]
-    assert re.fullmatch(r"<sub>claude-opus-4-8 · 31 in / 12 out · \d+\.\d s · \$0\.0042</sub>",
-                        footer), footer
+    # The stand-in marks its replies, so their cost shows as not spent.
+    assert re.fullmatch(r"<sub>claude-opus-4-8 · 31 in / 12 out · \d+\.\d s · "
+                        r"\$0\.0042 est\., offline</sub>", footer), footer
     assert "waiting" in cell.outputs[0].data["text/markdown"]  # the first state is the mark
     request = server.requests[-1]
     assert request.headers["authorization"] == f"Bearer {SENTINEL_KEY}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +28,8 @@ from nb_claude.testing import (
 )
 
 MODEL = "anthropic/claude-opus-4-8"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "nb_claude" / "testing"
 
 
 @pytest.fixture(scope="module")
@@ -761,3 +765,37 @@ def test_command_line_serves_until_terminated(tmp_path: Any):
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+def test_every_answer_that_is_a_reply_carries_the_stand_in_mark(srv: StandInServer,
+                                                              client: httpx.Client):
+    srv.reply("Whole.").reply("Streamed.").fault(429)
+    assert post(client, srv, body()).headers["x-nb-claude-stand-in"] == "1"
+    response, _ = stream_raw(client, srv, body())
+    assert response.headers["x-nb-claude-stand-in"] == "1"
+    assert "x-nb-claude-stand-in" not in post(client, srv, body()).headers  # an error
+    assert post(client, srv, body()).headers["x-nb-claude-stand-in"] == "1"  # default reply
+
+
+def test_the_stand_in_package_imports_only_the_standard_library():
+    """Every module of nb_claude.testing, lazy imports included: relative imports stay inside
+    the package and nothing names nb_claude; importing them all loads no other module."""
+    modules = sorted(PACKAGE.glob("*.py"))
+    assert len(modules) > 1
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level in (0, 1) and not (node.module or "").startswith(
+                    "nb_claude"), (path.name, node.module)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("nb_claude") for a in node.names), path.name
+    names = [p.stem for p in modules if p.stem != "__init__"]
+    code = ("import importlib, sys, nb_claude.testing\n"
+            f"for name in {names!r}:\n"
+            "    importlib.import_module('nb_claude.testing.' + name)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('nb_claude')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    expected = {"nb_claude", "nb_claude.testing"} | {f"nb_claude.testing.{n}" for n in names}
+    assert out.stdout.strip() and ast.literal_eval(out.stdout.strip()) == sorted(expected), \
+        out.stderr

@@ -172,7 +172,7 @@ def test_usage_magic_reports_tokens_and_cost(run, server):
     md = cell.markdown
     assert "| `default` | 2 | 300 | 30 |" in md
     # 0.01 reported + (200 * 5 + 20 * 25) / 1e6 estimated
-    assert "$0.0115" in md and "estimate" in md
+    assert "$0.0115" in md and "est., offline" in md
 
 
 def test_confirm_asks_before_each_call_and_a_no_goes_back_as_an_error(run, server, tools_ready,

@@ -31,15 +31,15 @@ fig = plt.figure(figsize=(3, 2)); plt.plot([1, 3, 2]); display(fig); plt.close(f
 """
 
 
-class MarkedStandIn(httpx.BaseTransport):
-    """The stand-in over real HTTP, with the marker its responses are to carry."""
+class LiveLike(httpx.BaseTransport):
+    """The stand-in over real HTTP without its offline marker: it answers as the service does."""
 
     def __init__(self) -> None:
         self.inner = httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
-        response.headers[STAND_IN_HEADER] = "1"
+        del response.headers[STAND_IN_HEADER]
         return response
 
     def close(self) -> None:
@@ -149,7 +149,7 @@ def test_an_unlabelled_file_keeps_its_file_name(configured: Any, server: Any) ->
 
 
 def test_an_offline_reply_says_its_cost_was_not_spent(configured: Any, server: Any) -> None:
-    session = nb_claude.Session("offline", transport=MarkedStandIn())
+    session = nb_claude.Session("offline")
     server.reply("Offline.", usd_spent=0.0227)
     reply = session.ask("q", display=False)
     turn = session.history[0]
@@ -161,7 +161,7 @@ def test_an_offline_reply_says_its_cost_was_not_spent(configured: Any, server: A
 
 
 def test_a_live_reply_shows_its_cost_as_spent(configured: Any, server: Any) -> None:
-    session = nb_claude.Session("live")
+    session = nb_claude.Session("live", transport=LiveLike())
     server.reply("Live.", usd_spent=0.0227)
     session.ask("q", display=False)
     shown = footer(session.history[0])
@@ -171,7 +171,7 @@ def test_a_live_reply_shows_its_cost_as_spent(configured: Any, server: Any) -> N
 def test_a_replayed_offline_reply_still_says_offline(run: Any, server: Any) -> None:
     _config.settings.update(replay_mode="auto")
     session = nb_claude.get_session()
-    session.transport = MarkedStandIn()
+    session.transport = None
     server.reply("Made up.", usd_spent=0.0227)
     first = run("%%claude\nq")
     assert "$0.0227 est., offline" in _sub(first.markdown)
@@ -187,8 +187,6 @@ def test_a_replayed_offline_reply_still_says_offline(run: Any, server: Any) -> N
     assert second.metadata["nb_claude"]["offline"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="nb_claude/testing.py does not yet send the "
-                   "x-nb-claude-stand-in response header")
 def test_the_stand_in_marks_its_own_replies(configured: Any, server: Any) -> None:
     session = nb_claude.get_session()
     server.reply("Offline.")
@@ -224,7 +222,7 @@ def test_replayed_and_unrecorded_replies_say_nothing_of_recording(run: Any,
 def test_the_record_survives_save_and_load(configured: Any, server: Any,
                                            tmp_path: Path) -> None:
     _config.settings.update(replay_mode="record")
-    session = nb_claude.Session("saved", transport=MarkedStandIn())
+    session = nb_claude.Session("saved")
     server.reply("Kept.")
     session.ask("q", display=False)
     loaded = nb_claude.Session.load(session.save(tmp_path / "s.json"))
