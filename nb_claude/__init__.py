@@ -54,10 +54,18 @@ def __dir__() -> list[str]:
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register %%claude, %claude_chat and friends, and start remembering plots."""
+    """Register %%claude, %claude_chat and friends, and start remembering cells and plots."""
+    from ._capture import ContextRecorder
     from ._magics import ClaudeMagics, protect_questions
 
+    # One recorder per shell: loading again (or %reload_ext) keeps the cells seen so far.
+    previous = ipython.magics_manager.registry.get("ClaudeMagics")
+    recorder = getattr(previous, "recorder", None)
+    if recorder is None or recorder.shell is not ipython:
+        recorder = ContextRecorder(ipython)
+    recorder.register()
     magics = ClaudeMagics(ipython)
+    magics.recorder = recorder
     ipython.register_magics(magics)
     cleanup = getattr(ipython, "input_transformers_cleanup", None)
     if cleanup is not None and protect_questions not in cleanup:
@@ -77,5 +85,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     if protect_questions in cleanup:
         cleanup.remove(protect_questions)
     magics = ipython.magics_manager.registry.get("ClaudeMagics")
+    if magics is not None and getattr(magics, "recorder", None) is not None:
+        magics.recorder.unregister()
     if magics is not None and getattr(magics, "plots", None) is not None:
         magics.plots.uninstall()

@@ -17,20 +17,14 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._context import (
-    DEFAULT_BUDGET_TOKENS,
-    CellError,
-    CellKind,
-    CellRecord,
-    Context,
-    build,
-    cell_kind,
-    html_to_text,
-    normalise,
-    select,
-)
+from ._config import DEFAULT_CONTEXT_BUDGET
+
+if TYPE_CHECKING:
+    from ._context import CellError, CellKind, CellRecord, Context
+
+# _context (regexes, dataclasses) is imported at the first cell, not by %load_ext.
 
 __all__ = ["ContextRecorder", "out_text"]
 
@@ -179,13 +173,13 @@ class ContextRecorder:
         return self._last_prompt
 
     def select(self, spec: str | int | None = "since-last") -> list[CellRecord]:
-        return select(self._records, spec, self._last_prompt)
+        return _ctx().select(self._records, spec, self._last_prompt)
 
     def build(self, spec: str | int | None = "since-last", *,
-              budget_tokens: int = DEFAULT_BUDGET_TOKENS, out_limit: int = 2_000) -> Context:
+              budget_tokens: int = DEFAULT_CONTEXT_BUDGET, out_limit: int = 2_000) -> Context:
         """The context for `spec`, reading `Out` values from the shell."""
         shell = self.shell
-        return build(self.select(spec), budget_tokens=budget_tokens,
+        return _ctx().build(self.select(spec), budget_tokens=budget_tokens,
                      out_text=lambda n: out_text(shell, n, out_limit))
 
     def clear(self) -> None:
@@ -309,7 +303,7 @@ class ContextRecorder:
 
     def _pre_run_cell(self, info: Any = None) -> None:
         code = getattr(info, "raw_cell", None) or ""
-        state = _Running(code, cell_kind(code))
+        state = _Running(code, _ctx().cell_kind(code))
         self._in_displayhook = False
         if state.kind == "code":
             shell = self.shell
@@ -332,14 +326,14 @@ class ContextRecorder:
         if not isinstance(n, int):
             return  # store_history=False: a cell with no number cannot be named
         if state.kind != "code":
-            self._records.append(CellRecord(n, state.code, state.kind))
+            self._records.append(_ctx().CellRecord(n, state.code, state.kind))
             if state.kind == "prompt":
                 self._last_prompt = n
             return
         out, err = state.released
         stdout, stdout_cut = out.snapshot() if out else ("", 0)
         stderr, stderr_cut = err.snapshot() if err else ("", 0)
-        self._records.append(CellRecord(
+        self._records.append(_ctx().CellRecord(
             execution_count=n,
             code=state.code,
             stdout=stdout,
@@ -399,13 +393,13 @@ class ContextRecorder:
             frame = f"  {_place(exc.filename or '', names)}, line {exc.lineno}"
             if exc.text:
                 frame += f"\n    {exc.text.strip()}"
-            message, frames = str(exc.msg), (normalise(frame),)
+            message, frames = str(exc.msg), (_ctx().normalise(frame),)
         else:
             message = str(exc)
             frames = _frames(exc.__traceback__, names, self.max_frames)
         if len(message) > _MAX_MESSAGE:
             message = message[:_MAX_MESSAGE] + " […]"
-        return CellError(type(exc).__name__, normalise(message), frames)
+        return _ctx().CellError(type(exc).__name__, _ctx().normalise(message), frames)
 
 
 def _display_text(data: dict[str, Any], limit: int) -> tuple[str, str] | None:
@@ -420,7 +414,7 @@ def _display_text(data: dict[str, Any], limit: int) -> tuple[str, str] | None:
                                       or _DEFAULT_REPR.match(plain.strip())):
         mime, text = "text/html", markup
         if len(text) > limit:
-            mime, text = "text/plain", html_to_text(text)
+            mime, text = "text/plain", _ctx().html_to_text(text)
     elif isinstance(plain, str):
         mime, text = "text/plain", plain
     else:
@@ -468,7 +462,7 @@ def _frames(tb: Any, names: dict[str, int], keep: int) -> tuple[str, ...]:
         line = f"  {_place(frame.filename, names)}, line {frame.lineno}, in {frame.name}"
         if frame.line:
             line += f"\n    {frame.line.strip()}"
-        frames.append(normalise(line))
+        frames.append(_ctx().normalise(line))
     return tuple(frames)
 
 
@@ -487,7 +481,7 @@ def out_text(shell: Any, execution_count: int, limit: int = 2_000) -> str | None
             richer = formatters["text/markdown"](value)
             if not isinstance(richer, str):
                 markup = formatters["text/html"](value)
-                richer = html_to_text(markup) if isinstance(markup, str) else None
+                richer = _ctx().html_to_text(markup) if isinstance(markup, str) else None
             text = richer if isinstance(richer, str) else text
     except Exception:
         text = None
@@ -496,3 +490,9 @@ def out_text(shell: Any, execution_count: int, limit: int = 2_000) -> str | None
     if len(text) > limit:
         text = text[:limit] + f"\n[… {len(text) - limit:,} more characters …]"
     return text
+
+
+def _ctx() -> Any:
+    from . import _context
+
+    return _context

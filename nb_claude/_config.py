@@ -26,9 +26,13 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_REPLAY_PATH = "nb_claude_replay.jsonl"
 DEFAULT_MAX_IMAGE_EDGE = 1568
 DEFAULT_DATAFRAME_BUDGET = 6000
+DEFAULT_CONTEXT_BUDGET = 6000  # tokens of notebook context a prompt may carry
 DEFAULT_TOOL_RESULT_BUDGET = 20_000  # characters of text a tool result may send
 DEFAULT_MAX_STEPS = 10
 DEFAULT_UPDATES_PER_SECOND = 10.0
+DEFAULT_CONTEXT = "since-last"  # which cells a prompt carries: since-last, none, all or N
+DEFAULT_CONTEXT_BUDGET = 6_000  # tokens of notebook context a prompt may carry
+CONTEXT_WORDS = ("since-last", "none", "all")
 MAX_OUTPUT_TOKENS = 128_000
 CONTEXT_TOKENS = 1_000_000
 MIN_THINKING_BUDGET = 1024
@@ -85,6 +89,17 @@ def _prices(value: object) -> None:
             if isinstance(price, bool) or not isinstance(price, (int, float)) \
                     or not math.isfinite(price) or price < 0:
                 raise ConfigError(message)
+
+
+def _context_spec(value: object) -> None:
+    """since-last, none, all, or a count of cells (0 or more)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return
+    if isinstance(value, str) and (value.strip().lower() in CONTEXT_WORDS
+                                   or value.strip().isdigit()):
+        return
+    raise ConfigError(f"context must be 'since-last', 'none', 'all' or a number of cells, "
+                      f"not {value!r}")
 
 
 def resolve_mode(value: str | None, *, default: str = "auto") -> str:
@@ -150,6 +165,9 @@ _CHECKS: dict[str, Any] = {
     "confirm_tools": _kind("confirm_tools", bool, "True or False"),
     "updates_per_second": lambda v: _number("updates_per_second", v),
     "prices": _prices,
+    "context": _context_spec,
+    "context_budget": lambda v: _number("context_budget (tokens)", v, integer=True, minimum=1,
+                                        strict=False),
 }
 
 
@@ -176,6 +194,8 @@ class Settings:
     confirm_tools: bool = False
     updates_per_second: float = DEFAULT_UPDATES_PER_SECOND
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
+    context: str | int = DEFAULT_CONTEXT
+    context_budget: int = DEFAULT_CONTEXT_BUDGET
 
     @staticmethod
     def validate(name: str, value: object) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ._config import DEFAULT_CONTEXT_BUDGET
+
 __all__ = [
     "CellError",
     "CellRecord",
@@ -33,7 +35,7 @@ __all__ = [
 
 CellKind = Literal["code", "prompt", "command"]
 
-DEFAULT_BUDGET_TOKENS = 6_000
+DEFAULT_BUDGET_TOKENS = DEFAULT_CONTEXT_BUDGET
 # Room kept for the header and the "left out" note when filling the budget.
 _RESERVED_CHARS = 200
 # A cell cut to fit the budget keeps at least this much text, else it is left out.

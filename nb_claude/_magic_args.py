@@ -15,8 +15,16 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, construct_parser
 
-__all__ = ["REQUEST_OPTIONS", "magic_arguments", "request_options", "parse", "split_line",
-           "protect_questions"]
+__all__ = ["REQUEST_OPTIONS", "CONTEXT_OPTIONS", "magic_arguments", "request_options",
+           "context_options", "parse", "split_line", "protect_questions"]
+
+# Which cells a prompt carries: shared by %%claude and %claude_context.
+CONTEXT_OPTIONS = [
+    argument("--cells", metavar="N|A-B|all",
+             help="notebook context: the last N cells run, cells A to B by number, or all "
+                  "(default: ClaudeMagics.context, the cells run since the last prompt)"),
+    argument("--no-context", action="store_true", help="send no notebook cells"),
+]
 
 REQUEST_OPTIONS = [
     argument("-m", "--model", help="model id (default: ClaudeMagics.model)"),
@@ -98,7 +106,13 @@ def magic_arguments(func: Any) -> Any:
 
 
 def request_options(func: Any) -> Any:
-    for decorator in reversed(REQUEST_OPTIONS):
+    for decorator in reversed(REQUEST_OPTIONS + CONTEXT_OPTIONS):
+        func = decorator(func)
+    return func
+
+
+def context_options(func: Any) -> Any:
+    for decorator in reversed(CONTEXT_OPTIONS):
         func = decorator(func)
     return func
 

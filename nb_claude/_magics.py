@@ -25,6 +25,7 @@ from traitlets import (
     Int,
     TraitError,
     Unicode,
+    Union,
     observe,
     validate,
 )
@@ -32,6 +33,7 @@ from traitlets import (
 from . import _config
 from ._errors import ConfigError
 from ._magic_args import (
+    context_options,
     magic_arguments,
     parse,
     protect_questions,
@@ -71,11 +73,17 @@ class ClaudeMagics(Magics):
         config=True)
     prices = Dict(help="USD per million input/output tokens by model, for estimates.").tag(
         config=True)
+    context = Union([Int(), Unicode()], default_value=_config.DEFAULT_CONTEXT,
+                    help="Cells a prompt carries: since-last, none, all or a number.").tag(
+        config=True)
+    context_budget = Int(help="Most tokens of notebook context a prompt carries.").tag(
+        config=True)
 
     _SETTINGS = ("model", "base_url", "max_tokens", "system", "stream", "timeout",
                  "first_byte_timeout", "connect_timeout", "max_retries", "replay_mode",
                  "replay_path", "replay_tools", "max_image_edge", "dataframe_budget",
-                 "max_steps", "confirm_tools", "updates_per_second", "prices")
+                 "max_steps", "confirm_tools", "updates_per_second", "prices", "context",
+                 "context_budget")
     _ready = False  # set once __init__ has checked the values from config files
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -98,6 +106,7 @@ class ClaudeMagics(Magics):
         self._ready = True
         self._push_all()
         self.plots: Any = None
+        self.recorder: Any = None  # the shell's ContextRecorder, set by load_ipython_extension
 
     def _push_all(self) -> None:
         for name in self._SETTINGS:
@@ -188,6 +197,31 @@ class ClaudeMagics(Magics):
                                  f"and as Python it fails with {error_line(exc)}") from None
             raise UsageError(f"--attach {expr}: {error_line(exc)}") from None
 
+    def _notebook_context(self, args: argparse.Namespace, session: Any) -> dict[str, Any]:
+        """`Turn.context` for the cells the options (or `ClaudeMagics.context`) name."""
+        from ._session import notebook_context
+
+        if args.no_context and args.cells is not None:
+            raise UsageError("--cells and --no-context contradict each other: use one")
+        spec = "none" if args.no_context else args.cells if args.cells is not None \
+            else session.settings.context
+        if args.cells is not None and self.recorder is None:
+            raise UsageError("--cells needs the extension loaded with %load_ext nb_claude")
+        try:
+            return notebook_context(spec, recorder=self.recorder, settings=session.settings)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _references(self, prompt: str, args: argparse.Namespace
+                    ) -> tuple[str, list[Any], list[str]]:
+        """(the prompt as sent, its `@name` attachments, the names not defined)."""
+        from ._session import prompt_references
+
+        sent, found, missing = prompt_references(prompt, self._shell.user_ns)
+        attached = {expr for spec in args.attach or [] for expr in _split_attach(spec)}
+        return sent, [(label, value) for label, value in found if label[1:] not in attached], \
+            missing
+
     # -- magics -----------------------------------------------------------
     @magic_arguments
     @request_options
@@ -235,18 +269,23 @@ class ClaudeMagics(Magics):
         }
         if args.replay_tools is not None:
             options["replay_tools"] = args.replay_tools
-        attach = self._attachments(args)
+        from ._session import with_missing
+
+        prompt, references, missing = self._references(prompt, args)
+        attach = self._attachments(args) + references
+        context = with_missing(self._notebook_context(args, session), missing)
         cell_id = self._cell_id()
         if args.dry_run:
             try:
-                body = session.request_body(prompt, attach=attach, cell_id=cell_id, **options)
+                body = session.request_body(prompt, attach=attach, cell_id=cell_id,
+                                            context=context, **options)
             except ConfigError as exc:
                 raise UsageError(str(exc)) from None
             from IPython.display import display
 
             from ._render import dry_run_bundle
 
-            display(dry_run_bundle(body, session.attachments(attach)), raw=True)
+            display(dry_run_bundle(body, session.attachments(attach), context), raw=True)
             return None
         from ._render import InlineView
 
@@ -256,7 +295,8 @@ class ClaudeMagics(Magics):
         label = f"cell [{count}] ({_first_words(prompt)})" if count else _first_words(prompt)
         try:
             reply = session.ask(prompt, attach=attach, cell_id=cell_id, new=args.new,
-                                source="cell", view=view, label=label, **options)
+                                source="cell", view=view, label=label, context=context,
+                                **options)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         if args.out is not None:
@@ -279,6 +319,21 @@ class ClaudeMagics(Magics):
         else:
             display(Markdown("*This front end cannot insert cells: copy the code below.*\n\n"
                              f"```python\n{code}\n```"))
+
+    @magic_arguments
+    @context_options
+    @argument("--session", default="default", metavar="NAME")
+    @line_magic
+    def claude_context(self, line: str) -> None:
+        """Show the notebook context the next prompt would carry; sends nothing and leaves
+        "since-last" where it is."""
+        from ._render import context_markdown, context_text
+        from ._turns import Turn
+
+        args = parse(self.claude_context, line)
+        session = self._session(args.session)
+        turn = Turn("", context=self._notebook_context(args, session))
+        _show(context_markdown(turn) or "Context: no cells", context_text(turn) or "Context: no cells")
 
     @magic_arguments
     @argument("--session", default="default", metavar="NAME", help="session to reset")
@@ -340,7 +395,8 @@ class ClaudeMagics(Magics):
                              "Notebook or VS Code); here use %claude")
         from ._panel import ChatPanel
 
-        return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots)
+        return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots,
+                         recorder=self.recorder)
 
 
 def _split_attach(spec: str) -> list[str]:

@@ -21,7 +21,16 @@ from ._config import redact
 from ._errors import NbClaudeError
 from ._panel_parts import AttachPicker, InputBar, attachable_names
 from ._render import Throttle, live_placeholder, live_size
-from ._session import Session, Turn, get_session
+from ._session import (
+    Session,
+    Turn,
+    get_session,
+    mark_sent,
+    notebook_context,
+    prompt_references,
+    recorder_for,
+    with_missing,
+)
 
 __all__ = ["ChatPanel", "TranscriptView", "attachable_names"]
 
@@ -213,12 +222,13 @@ class ChatPanel(widgets.VBox):
     to the session (events, a request thread, Stop, New, errors)."""
 
     def __init__(self, session: Session | str | None = None, *, shell: Any = None,
-                 plots: Any = None, **kwargs: Any) -> None:
+                 plots: Any = None, recorder: Any = None, **kwargs: Any) -> None:
         if not isinstance(session, Session):
             session = get_session(session or "default")
         self.session = session
         self.shell = shell if shell is not None else _current_shell()
         self.plots = plots if plots is not None else _plot_recorder(self.shell)
+        self.recorder = recorder if recorder is not None else recorder_for(self.shell)
         self._lock = threading.RLock()
         self._own: Turn | None = None  # the live turn when this panel's thread started it
         self._token: Any = None
@@ -318,6 +328,7 @@ class ChatPanel(widgets.VBox):
         self.picker.refresh()
         try:
             attach = self.picker.resolve()
+            sent, context = self._context(prompt, attach)
         except (NbClaudeError, ValueError) as exc:
             self._show_error(str(exc))
             return
@@ -325,24 +336,39 @@ class ChatPanel(widgets.VBox):
 
         token = CancelToken()
         self._token = token
-        thread = threading.Thread(target=self._run, args=(prompt, attach, self.model.value, token),
+        thread = threading.Thread(target=self._run,
+                                  args=(sent, attach, self.model.value, token, prompt, context),
                                   name=f"nb_claude-panel-{self.session.name}", daemon=True)
         self._thread = thread
         self.bar.set_busy(replying=True, sending=True)
         self._set_status("Sending…")
         thread.start()
 
-    def _run(self, prompt: str, attach: list[Any], model: str, token: Any) -> None:
+    def _context(self, prompt: str, attach: list[Any]) -> tuple[str, dict[str, Any]]:
+        """What a cell would carry with this prompt: the cells `settings.context` names (read
+        here, in the kernel's main thread), and the prompt's `@names` added to `attach`."""
+        namespace = getattr(self.shell, "user_ns", None) or {}
+        sent, references, missing = prompt_references(prompt, namespace)
+        picked = {a[0] for a in attach if isinstance(a, tuple)}
+        attach.extend(r for r in references if r[0][1:] not in picked)
+        settings = self.session.settings
+        context = notebook_context(settings.context, recorder=self.recorder, settings=settings)
+        if self.recorder is not None:
+            mark_sent(self.recorder)
+        return sent, with_missing(context, missing)
+
+    def _run(self, prompt: str, attach: list[Any], model: str, token: Any,
+             typed: str | None = None, context: dict[str, Any] | None = None) -> None:
         try:
             self.session.ask(prompt, attach=attach, model=model, display=False, source="panel",
-                             cancel=token)
+                             cancel=token, context=context)
         except NbClaudeError as exc:
             self._show_error(str(exc))
         except Exception as exc:  # a widget thread must never die silently
             log.exception("the chat panel's request failed")
             self._show_error(f"unexpected {type(exc).__name__}: see the kernel log")
         else:
-            self.bar.clear(prompt)
+            self.bar.clear(typed if typed is not None else prompt)
             self.picker.clear()
         finally:
             with self._lock:

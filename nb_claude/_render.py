@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_UPDATES_PER_SECOND, redact
+from ._context import format_tokens as _tokens
 from ._markdown import code_span, escape_text, safe_markdown
 from ._turns import total_usage
 
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
            "session_text", "usage_markdown", "usage_text", "transcript_markdown",
-           "output_metadata", "first_code_block"]
+           "output_metadata", "first_code_block", "context_line", "context_markdown",
+           "context_text"]
 
 ImageSource = Callable[[int, "Attachment"], "str | None"]
 """Where an attached image is shown from: `(position, attachment) -> URL` (None: no image)."""
@@ -112,6 +114,8 @@ def attachments_line(turn: Turn, *, image_src: ImageSource | None = None) -> str
     """
     items = []
     for position, attachment in enumerate(turn.attachments, 1):
+        if _is_reference(attachment):
+            continue  # an `@name` of the prompt: on the Context line
         label = escape_text(" ".join(attachment.description.split()))
         if attachment.kind != "image":
             items.append(label)
@@ -123,6 +127,52 @@ def attachments_line(turn: Turn, *, image_src: ImageSource | None = None) -> str
             items.append(f"<img src=\"{thumb}\" style=\"{THUMBNAIL_STYLE}\" "
                          f"alt=\"{html.escape(attachment.name)}\"/> {label}" if thumb else label)
     return "Attached: " + " · ".join(items) if items else ""
+
+
+def _is_reference(attachment: Attachment) -> bool:
+    """An attachment made from an `@name` in the prompt (labelled `@name`)."""
+    return attachment.name.startswith("@")
+
+
+def context_line(turn: Turn) -> str:
+    """What the notebook added to the prompt, as one line of plain text: the cells, each
+    `@name` attached and each one not found; "" when there is none."""
+    context = turn.context or {}
+    parts = []
+    if context.get("text"):
+        parts.append(str(context.get("summary") or "notebook context"))
+    for attachment in turn.attachments:
+        if _is_reference(attachment):
+            what = attachment.description.removeprefix(f"{attachment.name}: ")
+            parts.append(f"{attachment.name} {what} · {_tokens(attachment.estimate_tokens())}")
+    parts += [f"@{name} not found" for name in context.get("missing") or ()]
+    return " ".join(("Context: " + " · ".join(parts)).split()) if parts else ""
+
+
+def _seen(turn: Turn) -> list[tuple[str, str]]:
+    """(heading, text) of each item Claude saw: the cells, then each `@name`'s text."""
+    seen = [(f"{item.get('label', '')} · {_tokens(int(item.get('tokens') or 0))}",
+             str(item.get("text", ""))) for item in (turn.context or {}).get("items") or ()]
+    for attachment in turn.attachments:
+        if _is_reference(attachment):
+            text = attachment.text() if attachment.kind == "text" else \
+                f"[{attachment.kind}: {attachment.description}]"
+            seen.append((f"{attachment.name} · {_tokens(attachment.estimate_tokens())}", text))
+    return seen
+
+
+def context_markdown(turn: Turn) -> str:
+    """The Context line, and under it a collapsed "what Claude saw" with each item's text."""
+    line, seen = context_line(turn), _seen(turn)
+    body = "\n\n".join(f"{escape_text(heading)}\n\n{_fence(redact(text))}"
+                        for heading, text in seen)
+    return escape_text(line) + ("\n\n" + _details("what Claude saw", body) if seen else "")
+
+
+def context_text(turn: Turn) -> str:
+    """The Context line and each item's text, for terminal IPython."""
+    line = context_line(turn)
+    return "\n\n".join([line, *(f"{h}\n{redact(t)}" for h, t in _seen(turn))]) if line else ""
 
 
 def _details(summary: str, body: str, *, open_: bool = False) -> str:
@@ -199,9 +249,9 @@ def turn_markdown(turn: Turn, *, live: bool = False, prompt: bool = False,
     parts: list[str] = []
     if prompt:
         parts.append(_labelled("**You:**", safe_markdown(redact(turn.prompt))))
-    line = attachments_line(turn) if attachments else ""
-    if line:
-        parts.append(line)
+    for line in (context_markdown(turn), attachments_line(turn)) if attachments else ():
+        if line:
+            parts.append(line)
     body: list[str] = []
     for position, step in enumerate(turn.steps):
         body.extend(_step_markdown(step, live=live, last=position == len(turn.steps) - 1))
@@ -226,10 +276,12 @@ def _labelled(label: str, markdown: str) -> str:
     return f"{label} {markdown}"
 
 
-def turn_text(turn: Turn) -> str:
-    """Plain-text rendering for front ends without Markdown."""
+def turn_text(turn: Turn, *, context: bool = True) -> str:
+    """Plain-text rendering for front ends without Markdown, after the Context line."""
     text = redact(turn.text) or "(no text)"
-    return f"{text}\n\n[{redact(footer(turn))}]" if turn.steps else text
+    text = f"{text}\n\n[{redact(footer(turn))}]" if turn.steps else text
+    line = context_line(turn) if context else ""
+    return f"{line}\n\n{text}" if line else text
 
 
 def output_metadata(turn: Turn) -> dict[str, Any]:
@@ -353,6 +405,10 @@ class InlineView:
 
     def start(self, turn: Turn) -> None:
         if self._terminal:
+            line = context_line(turn)
+            if line:
+                sys.stdout.write(f"{line}\n\n")
+                sys.stdout.flush()
             return
         from IPython.display import display
 
@@ -420,9 +476,11 @@ def session_text(session: Transcript) -> str:
         return f"Session {session.name!r} has no turns yet."
     parts = [f"Conversation {session.name!r}"]
     for number, turn in enumerate(session.history, 1):
-        names = ", ".join(attachment.name for attachment in turn.attachments)
-        parts.append(f"{number}. You: {turn.prompt}" + (f"\n(attached: {names})" if names else ""))
-        parts.append(f"Claude: {turn_text(turn)}")
+        names = ", ".join(a.name for a in turn.attachments if not _is_reference(a))
+        line = context_line(turn)
+        parts.append(f"{number}. You: {turn.prompt}" + (f"\n{line}" if line else "")
+                     + (f"\n(attached: {names})" if names else ""))
+        parts.append(f"Claude: {turn_text(turn, context=False)}")
     return "\n\n".join(parts)
 
 
@@ -431,9 +489,9 @@ def transcript_markdown(turn: Turn, number: int, *, level: int = 2,
     """One finished turn as the history magic and both exports show it."""
     heading = "#" * level
     parts = [f"{heading} {number}. You", safe_markdown(redact(turn.prompt))]
-    line = attachments_line(turn, image_src=image_src)
-    if line:
-        parts.append(line)
+    for line in (context_markdown(turn), attachments_line(turn, image_src=image_src)):
+        if line:
+            parts.append(line)
     parts += [f"{heading} Claude", turn_markdown(turn, attachments=False)]
     return "\n\n".join(parts)
 
@@ -454,11 +512,19 @@ def _shorten_data(value: Any) -> Any:
     return value
 
 
-def dry_run_bundle(body: dict[str, Any], attachments: list[Any]) -> dict[str, str]:
-    """The request as it would be sent (data shortened) and what the attachments cost."""
+def dry_run_bundle(body: dict[str, Any], attachments: list[Any],
+                   context: dict[str, Any] | None = None) -> dict[str, str]:
+    """The request as it would be sent (data shortened), the notebook context and what the
+    attachments cost."""
     shown = json.dumps(_shorten_data(body), indent=2, ensure_ascii=False)
     lines = ["**Dry run: nothing was sent.** `POST /chat/completions` with this body:", "",
              _fence(shown, "json")]
+    context = context or {}
+    if context.get("text") or context.get("missing"):
+        lines += ["", f"Context: {escape_text(str(context.get('summary') or 'no cells'))}", ""]
+        lines += [f"- {escape_text(str(item.get('label')))} · "
+                  f"~{int(item.get('tokens') or 0):,} tokens" for item in context.get("items", ())]
+        lines += [f"- @{escape_text(name)} not found" for name in context.get("missing", ())]
     if attachments:
         total = sum(a.estimate_tokens() for a in attachments)
         lines += ["", f"Attachments (about {total:,} tokens):", ""]

@@ -37,8 +37,9 @@ def configured(server: StandInServer, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("AIMLAPI_KEY", SENTINEL_KEY)
     monkeypatch.chdir(tmp_path)
     _config.set_api_key(None)
+    # context="none": a prompt carries no notebook cells unless a test asks for them.
     _config.settings.update(base_url=server.url, replay_mode="off", max_retries=2,
-                            timeout=10.0, connect_timeout=2.0)
+                            timeout=10.0, connect_timeout=2.0, context="none")
     _session._sessions.clear()
     yield _config.settings
     for field in dataclasses.fields(saved):
@@ -67,8 +68,9 @@ def ip(_shell: Any, configured: _config.Settings, server: StandInServer) -> Iter
     saved = {name: getattr(magics, name) for name in magics._SETTINGS}
     magics._push_all()
     _config.settings.update(base_url=server.url, replay_mode="off", timeout=10.0,
-                            connect_timeout=2.0, max_retries=2)
-    for name in ("base_url", "replay_mode", "timeout", "connect_timeout", "max_retries"):
+                            connect_timeout=2.0, max_retries=2, context="none")
+    for name in ("base_url", "replay_mode", "timeout", "connect_timeout", "max_retries",
+                 "context"):
         magics.set_trait(name, getattr(_config.settings, name))
     yield _shell
     for name, value in saved.items():
