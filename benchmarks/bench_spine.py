@@ -172,7 +172,7 @@ def bench_load_ext(quick: bool = False) -> list[dict[str, Any]]:
     ours = statistics.median(samples["nb_claude"])
     added = ours - base
     rows = [row("%load_ext nb_claude: ms added over a bare shell", added, base,
-                ratio=ours / base, target="<= 30 ms added", ok=added <= 30, unit="ms",
+                ratio=ours / base, target="<= 10 ms added", ok=added <= 10, unit="ms",
                 note=f"median of {repeat} fresh processes: nb_claude {ours:.1f} ms, "
                      f"no-op extension {base:.1f} ms")]
     if has_optional:
