@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # _context (regexes, dataclasses) is imported at the first cell, not by %load_ext.
 
-__all__ = ["ContextRecorder", "out_text"]
+__all__ = ["ContextRecorder", "out_text", "recorder_for"]
 
 DEFAULT_MAX_CELLS = 300
 DEFAULT_STREAM_LIMIT = 8_192  # characters kept of each stream, per cell
@@ -143,7 +143,7 @@ class ContextRecorder:
         self.stream_limit = max(1, stream_limit)
         self.max_frames = max(0, max_frames)
         self._records: deque[CellRecord] = deque(maxlen=max(1, max_cells))
-        self._last_prompt: int | None = None
+        self._since: dict[str, int] = {}  # session name -> the cell its last prompt covered
         self._running: list[_Running] = []  # a stack: a cell may run cells
         self._in_displayhook = False
         self._active = False
@@ -168,23 +168,39 @@ class ContextRecorder:
         return list(self._records)
 
     @property
-    def last_prompt(self) -> int | None:
-        """Execution count of the last cell that sent a prompt, if any."""
-        return self._last_prompt
+    def newest(self) -> int | None:
+        """Execution count of the newest recorded cell, if any."""
+        records = self._records
+        return records[-1].execution_count if records else None
 
-    def select(self, spec: str | int | None = "since-last") -> list[CellRecord]:
-        return _ctx().select(self._records, spec, self._last_prompt)
+    def since(self, session: str = "default") -> int | None:
+        """The cell after which "since-last" starts for `session`: where its last sent
+        prompt ran (or, for the panel and Python, the newest cell when it was sent)."""
+        return self._since.get(session)
 
-    def build(self, spec: str | int | None = "since-last", *,
+    def mark(self, session: str = "default", upto: int | None = None) -> None:
+        """`session` sent a prompt: its "since-last" now starts after cell `upto` (default:
+        the newest recorded cell). Other sessions keep their own."""
+        upto = self.newest if upto is None else upto
+        if upto is not None:
+            self._since[session] = upto
+
+    def select(self, spec: str | int | None = "since-last", *,
+               since: int | None = None) -> list[CellRecord]:
+        """The code cells `spec` names; "since-last" means after cell `since` (None: all)."""
+        return _ctx().select(self._records, spec, since)
+
+    def build(self, spec: str | int | None = "since-last", *, since: int | None = None,
               budget_tokens: int = DEFAULT_CONTEXT_BUDGET, out_limit: int = 2_000) -> Context:
         """The context for `spec`, reading `Out` values from the shell."""
         shell = self.shell
-        return _ctx().build(self.select(spec), budget_tokens=budget_tokens,
-                     out_text=lambda n: out_text(shell, n, out_limit))
+        return _ctx().build(self.select(spec, since=since), budget_tokens=budget_tokens,
+                            out_text=lambda n: out_text(shell, n, out_limit))
 
     def clear(self) -> None:
+        """Forget every cell and every session's "since-last" (cell numbers may restart)."""
         self._records.clear()
-        self._last_prompt = None
+        self._since.clear()
 
     # -- installation
 
@@ -327,8 +343,6 @@ class ContextRecorder:
             return  # store_history=False: a cell with no number cannot be named
         if state.kind != "code":
             self._records.append(_ctx().CellRecord(n, state.code, state.kind))
-            if state.kind == "prompt":
-                self._last_prompt = n
             return
         out, err = state.released
         stdout, stdout_cut = out.snapshot() if out else ("", 0)
@@ -464,6 +478,20 @@ def _frames(tb: Any, names: dict[str, int], keep: int) -> tuple[str, ...]:
             line += f"\n    {frame.line.strip()}"
         frames.append(_ctx().normalise(line))
     return tuple(frames)
+
+
+def recorder_for(shell: Any = None) -> ContextRecorder | None:
+    """The `ContextRecorder` that `%load_ext nb_claude` registered on `shell` (default: the
+    current shell), or None."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return None
+        shell = get_ipython()
+    registry = getattr(getattr(shell, "magics_manager", None), "registry", None) or {}
+    recorder = getattr(registry.get("ClaudeMagics"), "recorder", None)
+    return recorder if isinstance(recorder, ContextRecorder) else None
 
 
 def out_text(shell: Any, execution_count: int, limit: int = 2_000) -> str | None:

@@ -29,6 +29,7 @@ __all__ = [
     "find_references",
     "html_to_text",
     "normalise",
+    "reference_notes",
     "select",
     "unescape_references",
 ]
@@ -130,7 +131,8 @@ class Context:
 
 # -- which cells are nb_claude's own
 
-# One table: the magics whose cells are never context; "prompt" ones also move "since-last".
+# One table: the magics whose cells are never context ("prompt" ones send a prompt; the
+# session that sends it moves its own "since-last").
 _OWN_MAGICS: dict[str, CellKind] = {
     "claude": "prompt",
     "claude_fix": "prompt",
@@ -232,14 +234,15 @@ _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 
 
 def select(records: Iterable[CellRecord], spec: str | int | None,
-           last_prompt: int | None) -> list[CellRecord]:
-    """The code cells `spec` names, oldest first: "since-last" (after cell `last_prompt`),
+           since: int | None = None) -> list[CellRecord]:
+    """The code cells `spec` names, oldest first: "since-last" (after cell `since`, all when
+    None),
     "none", N (the last N run), "A-B" (execution counts A to B) or "all"."""
     cells = [r for r in records if r.kind == "code"]
     if spec is None or spec == SINCE_LAST:
-        if last_prompt is None:
+        if since is None:
             return cells
-        return [r for r in cells if r.execution_count > last_prompt]
+        return [r for r in cells if r.execution_count > since]
     if isinstance(spec, bool):
         raise ValueError(f"not a cell selection: {spec!r}")
     if isinstance(spec, int):
@@ -252,7 +255,7 @@ def select(records: Iterable[CellRecord], spec: str | int | None,
     if text == "all":
         return cells
     if text.isdigit():
-        return select(cells, int(text), last_prompt)
+        return select(cells, int(text), since)
     match = _RANGE.match(text)
     if match:
         first, last = int(match.group(1)), int(match.group(2))
@@ -376,8 +379,9 @@ def build(records: Sequence[CellRecord], *, budget_tokens: int = DEFAULT_BUDGET_
                       f"the {budget_tokens:,}-token context budget]")
     items = tuple(ContextItem(r.execution_count, f"[{r.execution_count}]", t, estimate_tokens(t))
                   for r, t in kept)
-    if not items:
-        text = blocks[1] if estimate_tokens(blocks[1]) <= budget_tokens else ""
+    if not items:  # the header still says what the note is about
+        text = "\n\n".join(blocks)
+        text = text if estimate_tokens(text) <= budget_tokens else ""
         return Context(text=text, tokens=estimate_tokens(text), dropped=dropped,
                        summary=f"no cells · {dropped:,} left out", budget_tokens=budget_tokens)
     blocks.extend(item.text for item in items)
@@ -421,6 +425,17 @@ def find_references(prompt: str, namespace: Mapping[str, object]) -> tuple[list[
                 continue
             (found if name in namespace else missing).append(name)
     return found, missing
+
+
+def reference_notes(context: Mapping[str, object]) -> list[str]:
+    """`@name not found` and `@name not attachable (module)` for the `@names` a turn's
+    context lists as missing or not attachable."""
+    missing = context.get("missing")
+    refused = context.get("not_attachable")
+    notes = [f"@{name} not found" for name in missing] if isinstance(missing, (list, tuple)) else []
+    if isinstance(refused, dict):
+        notes += [f"@{name} not attachable ({why})" for name, why in refused.items()]
+    return notes
 
 
 def unescape_references(prompt: str) -> str:

@@ -88,8 +88,8 @@ def exchange(body: dict[str, Any], opts: Options, step: Step, *, cfg: Settings,
         elif opts.replay == "replay":
             raise ReplayMissError(
                 f"no recorded reply{where} in {replay_file.path.name} (strict replay mode): "
-                "the prompt, an attachment or an option changed; run it with a key and "
-                "--replay auto to record it")
+                f"{_what_changed(turn)} changed; run it with a key and --replay auto to "
+                "record it")
     reply = step.reply
     reply.request_sha256 = key
     sender = client()
@@ -154,6 +154,19 @@ def record_step(turn: Turn, step: Step, record: Record,
         turn.note = join_note(turn.note, f"not recorded: {exc}")
     else:
         step.recorded = Path(record.file.path).name
+
+
+def _what_changed(turn: Turn) -> str:
+    """What may differ from the recorded request: with notebook context, the cells run
+    before the prompt too (until per-cell digests can name the one that changed)."""
+    context = turn.context or {}
+    if not context.get("text"):
+        return "the prompt, an attachment or an option"
+    labels = [str(item.get("label", "")) for item in context.get("items") or ()]
+    cells = (f": cell {labels[0]}" if len(labels) == 1
+             else f": cells {labels[0]}-{labels[-1]}" if labels else "")
+    return (f"the prompt, an attachment, the cells run before it (its notebook context"
+            f"{cells}) or an option")
 
 
 def join_note(note: str, addition: str) -> str:

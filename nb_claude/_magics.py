@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import keyword
 import os
 import re
@@ -208,19 +209,22 @@ class ClaudeMagics(Magics):
         if args.cells is not None and self.recorder is None:
             raise UsageError("--cells needs the extension loaded with %load_ext nb_claude")
         try:
-            return notebook_context(spec, recorder=self.recorder, settings=session.settings)
+            return notebook_context(spec, recorder=self.recorder, settings=session.settings,
+                                    session=session.name)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    def _references(self, prompt: str, args: argparse.Namespace
-                    ) -> tuple[str, list[Any], list[str]]:
-        """(the prompt as sent, its `@name` attachments, the names not defined)."""
+    def _references(self, prompt: str, args: argparse.Namespace, session: Any
+                    ) -> tuple[str, list[Any], list[str], dict[str, str]]:
+        """(the prompt as sent, its `@name` attachments, the names not defined, the values
+        that cannot be attached); a name also given to --attach is attached once, by it."""
         from ._session import prompt_references
 
-        sent, found, missing = prompt_references(prompt, self._shell.user_ns)
+        sent, found, missing, refused = prompt_references(prompt, self._shell.user_ns,
+                                                          session.settings)
         attached = {expr for spec in args.attach or [] for expr in _split_attach(spec)}
         return sent, [(label, value) for label, value in found if label[1:] not in attached], \
-            missing
+            missing, {name: why for name, why in refused.items() if name not in attached}
 
     # -- magics -----------------------------------------------------------
     @magic_arguments
@@ -271,9 +275,9 @@ class ClaudeMagics(Magics):
             options["replay_tools"] = args.replay_tools
         from ._session import with_missing
 
-        prompt, references, missing = self._references(prompt, args)
+        prompt, references, missing, refused = self._references(prompt, args, session)
         attach = self._attachments(args) + references
-        context = with_missing(self._notebook_context(args, session), missing)
+        context = with_missing(self._notebook_context(args, session), missing, refused)
         cell_id = self._cell_id()
         if args.dry_run:
             try:
@@ -293,10 +297,14 @@ class ClaudeMagics(Magics):
                           fmt="text" if args.format == "text" else "markdown")
         count = running_cell_number(self.shell)
         label = f"cell [{count}] ({_first_words(prompt)})" if count else _first_words(prompt)
+        recorder = self.recorder
+        # Sent, the prompt moves its session's "since-last" to its own cell.
+        on_sent = None if recorder is None else functools.partial(
+            recorder.mark, session.name, count if count is not None else recorder.newest)
         try:
             reply = session.ask(prompt, attach=attach, cell_id=cell_id, new=args.new,
                                 source="cell", view=view, label=label, context=context,
-                                **options)
+                                on_sent=on_sent, **options)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         if args.out is not None:

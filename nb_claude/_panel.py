@@ -9,6 +9,7 @@ parts: a `TranscriptView` here, and the input bar and attach picker of `_panel_p
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import threading
@@ -25,7 +26,6 @@ from ._session import (
     Session,
     Turn,
     get_session,
-    mark_sent,
     notebook_context,
     prompt_references,
     recorder_for,
@@ -328,7 +328,7 @@ class ChatPanel(widgets.VBox):
         self.picker.refresh()
         try:
             attach = self.picker.resolve()
-            sent, context = self._context(prompt, attach)
+            sent, context, on_sent = self._context(prompt, attach)
         except (NbClaudeError, ValueError) as exc:
             self._show_error(str(exc))
             return
@@ -337,31 +337,37 @@ class ChatPanel(widgets.VBox):
         token = CancelToken()
         self._token = token
         thread = threading.Thread(target=self._run,
-                                  args=(sent, attach, self.model.value, token, prompt, context),
+                                  args=(sent, attach, self.model.value, token, prompt, context,
+                                        on_sent),
                                   name=f"nb_claude-panel-{self.session.name}", daemon=True)
         self._thread = thread
         self.bar.set_busy(replying=True, sending=True)
         self._set_status("Sending…")
         thread.start()
 
-    def _context(self, prompt: str, attach: list[Any]) -> tuple[str, dict[str, Any]]:
+    def _context(self, prompt: str, attach: list[Any]
+                 ) -> tuple[str, dict[str, Any], Callable[[], None] | None]:
         """What a cell would carry with this prompt: the cells `settings.context` names (read
-        here, in the kernel's main thread), and the prompt's `@names` added to `attach`."""
+        here, in the kernel's main thread), and the prompt's `@names` added to `attach`; last,
+        what moves "since-last" past the cells recorded now, once the prompt is sent."""
         namespace = getattr(self.shell, "user_ns", None) or {}
-        sent, references, missing = prompt_references(prompt, namespace)
+        settings = self.session.settings
+        sent, references, missing, refused = prompt_references(prompt, namespace, settings)
         picked = {a[0] for a in attach if isinstance(a, tuple)}
         attach.extend(r for r in references if r[0][1:] not in picked)
-        settings = self.session.settings
-        context = notebook_context(settings.context, recorder=self.recorder, settings=settings)
-        if self.recorder is not None:
-            mark_sent(self.recorder)
-        return sent, with_missing(context, missing)
+        context = notebook_context(settings.context, recorder=self.recorder, settings=settings,
+                                   session=self.session.name)
+        recorder = self.recorder
+        on_sent = None if recorder is None else functools.partial(
+            recorder.mark, self.session.name, recorder.newest)
+        return sent, with_missing(context, missing, refused), on_sent
 
     def _run(self, prompt: str, attach: list[Any], model: str, token: Any,
-             typed: str | None = None, context: dict[str, Any] | None = None) -> None:
+             typed: str | None = None, context: dict[str, Any] | None = None,
+             on_sent: Callable[[], None] | None = None) -> None:
         try:
             self.session.ask(prompt, attach=attach, model=model, display=False, source="panel",
-                             cancel=token, context=context)
+                             cancel=token, context=context, on_sent=on_sent)
         except NbClaudeError as exc:
             self._show_error(str(exc))
         except Exception as exc:  # a widget thread must never die silently

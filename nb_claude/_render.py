@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_UPDATES_PER_SECOND, redact
-from ._context import format_tokens as _tokens
+from ._context import format_tokens, reference_notes
 from ._markdown import code_span, escape_text, safe_markdown
 from ._turns import total_usage
 
@@ -144,20 +144,20 @@ def context_line(turn: Turn) -> str:
     for attachment in turn.attachments:
         if _is_reference(attachment):
             what = attachment.description.removeprefix(f"{attachment.name}: ")
-            parts.append(f"{attachment.name} {what} · {_tokens(attachment.estimate_tokens())}")
-    parts += [f"@{name} not found" for name in context.get("missing") or ()]
+            parts.append(f"{attachment.name} {what} · {format_tokens(attachment.estimate_tokens())}")
+    parts += reference_notes(context)
     return " ".join(("Context: " + " · ".join(parts)).split()) if parts else ""
 
 
 def _seen(turn: Turn) -> list[tuple[str, str]]:
     """(heading, text) of each item Claude saw: the cells, then each `@name`'s text."""
-    seen = [(f"{item.get('label', '')} · {_tokens(int(item.get('tokens') or 0))}",
+    seen = [(f"{item.get('label', '')} · {format_tokens(int(item.get('tokens') or 0))}",
              str(item.get("text", ""))) for item in (turn.context or {}).get("items") or ()]
     for attachment in turn.attachments:
         if _is_reference(attachment):
             text = attachment.text() if attachment.kind == "text" else \
                 f"[{attachment.kind}: {attachment.description}]"
-            seen.append((f"{attachment.name} · {_tokens(attachment.estimate_tokens())}", text))
+            seen.append((f"{attachment.name} · {format_tokens(attachment.estimate_tokens())}", text))
     return seen
 
 
@@ -520,11 +520,11 @@ def dry_run_bundle(body: dict[str, Any], attachments: list[Any],
     lines = ["**Dry run: nothing was sent.** `POST /chat/completions` with this body:", "",
              _fence(shown, "json")]
     context = context or {}
-    if context.get("text") or context.get("missing"):
+    if context.get("text") or context.get("missing") or context.get("not_attachable"):
         lines += ["", f"Context: {escape_text(str(context.get('summary') or 'no cells'))}", ""]
         lines += [f"- {escape_text(str(item.get('label')))} · "
                   f"~{int(item.get('tokens') or 0):,} tokens" for item in context.get("items", ())]
-        lines += [f"- @{escape_text(name)} not found" for name in context.get("missing", ())]
+        lines += [f"- {escape_text(note)}" for note in reference_notes(context)]
     if attachments:
         total = sum(a.estimate_tokens() for a in attachments)
         lines += ["", f"Attachments (about {total:,} tokens):", ""]

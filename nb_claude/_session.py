@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._capture import recorder_for as recorder_for
 from ._engine import NO_STDIN, CannotAsk, Engine, View
 from ._errors import ConfigError
 from ._exchange import STAND_IN_HEADER as STAND_IN_HEADER
@@ -48,7 +48,8 @@ class Session(Engine):
     def ask(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
             new: bool = False, display: bool | None = None, source: str = "python",
             cancel: CancelToken | None = None, label: str | None = None,
-            view: Any = None, context: object = None, **options: Any) -> Reply:
+            view: Any = None, context: object = None,
+            on_sent: Callable[[], None] | None = None, **options: Any) -> Reply:
         """Send `prompt` (with attachments) and return the reply.
 
         Options: model, max_tokens, system, stop, stream, thinking, tools,
@@ -57,39 +58,63 @@ class Session(Engine):
         asks on the cell's stdin. In a notebook the reply is displayed as it
         streams unless display=False. `context` is the notebook context: None or
         False (none), a cell selection ("since-last" or True, N, "A-B", "all") read
-        from the current shell, or a dict as `Turn.context` holds it.
+        from the current shell, or a dict as `Turn.context` holds it. `on_sent` is
+        called once the turn enters the history, that is once the prompt was sent
+        (a request that failed before that leaves "since-last" where it was).
         """
-        sent = self.resolve_context(context)
+        sent, marker = self._resolve_context(context)
         shown: View | None = view
         if shown is None and (display or (display is None and _in_notebook())):
             from ._render import InlineView
 
             shown = InlineView(self.settings.updates_per_second)
-        return self.send(prompt, attach=attach, cell_id=cell_id, new=new, source=source,
-                         cancel=cancel, label=label, view=shown, confirmer=_ask_on_stdin,
-                         context=sent, **options)
+        outer = getattr(_recorded, "turn", False)
+        _recorded.turn = False
+        try:
+            return self.send(prompt, attach=attach, cell_id=cell_id, new=new, source=source,
+                             cancel=cancel, label=label, view=shown, confirmer=_ask_on_stdin,
+                             context=sent, **options)
+        finally:
+            if _recorded.turn:
+                for callback in (marker, on_sent):
+                    if callback is not None:
+                        callback()
+            _recorded.turn = outer
 
     def resolve_context(self, context: object) -> dict[str, Any]:
-        """`Turn.context` for what `ask(context=...)` takes; a selection read from the
-        current shell moves its "since-last" past the cells it sends."""
+        """`Turn.context` for what `ask(context=...)` takes; moves no "since-last"."""
+        return self._resolve_context(context)[0]
+
+    def _resolve_context(self, context: object
+                         ) -> tuple[dict[str, Any], Callable[[], None] | None]:
+        """(`Turn.context`, what moves this session's "since-last" once the prompt is sent)."""
         if context is None or context is False:
-            return {}
+            return {}, None
         if isinstance(context, Mapping):
-            return dict(context)
+            return dict(context), None
         spec: object = "since-last" if context is True else context
         from ._context import Context
 
         if isinstance(spec, Context):
-            return context_dict(spec)
+            return context_dict(spec), None
         if not isinstance(spec, (str, int)):
             raise ConfigError(f"context must be None, True, 'since-last', a number of cells, "
                               f"'A-B', 'all' or a dict, not {type(spec).__name__}")
         recorder = recorder_for()
         if recorder is None:
             raise ConfigError("notebook context needs the extension: run %load_ext nb_claude")
-        made = notebook_context(spec, recorder=recorder, settings=self.settings)
-        mark_sent(recorder)
-        return made
+        try:
+            made = notebook_context(spec, recorder=recorder, settings=self.settings,
+                                    session=self.name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return made, functools.partial(recorder.mark, self.name, recorder.newest)
+
+    def _close_turn(self, turn: Turn, index: int | None, view: View | None,
+                    event: str) -> None:
+        super()._close_turn(turn, index, view, event)
+        if any(t is turn for t in self.history):
+            _recorded.turn = True
 
     # -- export -----------------------------------------------------------
     def to_markdown(self) -> str:
@@ -148,35 +173,9 @@ def _in_notebook() -> bool:
 
 # -- the notebook's context -------------------------------------------------
 
-# How far a prompt sent outside a prompt cell (the panel, Python code) has consumed the
-# recorded cells, so "since-last" does not send them again; prompt cells move the
-# recorder's own mark.
-_sent_upto: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
-
-
-def recorder_for(shell: Any = None) -> ContextRecorder | None:
-    """The `ContextRecorder` that `%load_ext nb_claude` registered on `shell` (default: the
-    current shell), or None."""
-    if shell is None:
-        try:
-            from IPython import get_ipython
-        except ImportError:
-            return None
-        shell = get_ipython()
-    registry = getattr(getattr(shell, "magics_manager", None), "registry", None) or {}
-    return getattr(registry.get("ClaudeMagics"), "recorder", None)
-
-
-def mark_sent(recorder: ContextRecorder) -> None:
-    """The cells recorded so far have been offered to Claude: "since-last" starts after them."""
-    records = recorder.records
-    if records:
-        _sent_upto[recorder] = records[-1].execution_count
-
-
-def _since(recorder: ContextRecorder) -> int | None:
-    marks = [m for m in (recorder.last_prompt, _sent_upto.get(recorder)) if m is not None]
-    return max(marks) if marks else None
+# Whether the turn `ask` is sending in this thread entered the history: only then has its
+# prompt been sent, and only then does "since-last" move.
+_recorded = threading.local()
 
 
 def context_dict(context: Context, missing: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -190,9 +189,11 @@ def context_dict(context: Context, missing: list[str] | tuple[str, ...] = ()) ->
 
 
 def notebook_context(spec: object = "since-last", *, recorder: ContextRecorder | None = None,
-                     shell: Any = None, settings: Settings | None = None) -> dict[str, Any]:
-    """`Turn.context` for the cells `spec` names ("since-last", "none", N, "A-B", "all"),
-    within `settings.context_budget`; a bad spec raises ValueError. Moves no mark."""
+                     shell: Any = None, settings: Settings | None = None,
+                     session: str = "default") -> dict[str, Any]:
+    """`Turn.context` for the cells `spec` names ("since-last" for `session`, "none", N,
+    "A-B", "all"), within `settings.context_budget`; a bad spec raises ValueError. Moves no
+    "since-last": the session does once the prompt is sent."""
     from ._capture import out_text
     from ._context import build, select
 
@@ -206,29 +207,54 @@ def notebook_context(spec: object = "since-last", *, recorder: ContextRecorder |
         return {}
     from ._config import settings as defaults
 
-    chosen = select(recorder.records, spec, _since(recorder))
+    chosen = select(recorder.records, spec, recorder.since(session))
     source = recorder.shell
     built = build(chosen, budget_tokens=(settings or defaults).context_budget,
                   out_text=lambda n: out_text(source, n))
     return context_dict(built)
 
 
-def prompt_references(prompt: str, namespace: Mapping[str, Any]
-                      ) -> tuple[str, list[tuple[str, Any]], list[str]]:
-    """(the prompt as sent, `("@name", value)` attachments, names not defined) for the
-    `@name` references in `prompt`; `\\@name` is sent as `@name`."""
+def prompt_references(prompt: str, namespace: Mapping[str, Any],
+                      settings: Settings | None = None
+                      ) -> tuple[str, list[tuple[str, Any]], list[str], dict[str, str]]:
+    """(the prompt as sent, `("@name", attachment)` pairs, names not defined, {name: why not}
+    for defined values `--attach` refuses) for the `@name` references in `prompt`.
+
+    `@pd` in prose is often just a word: a value that cannot be attached stays text.
+    `\\@name` is sent as `@name`.
+    """
+    from ._config import settings as defaults
+    from ._content import AttachmentError, attachment_from
     from ._context import find_references, unescape_references
+    from ._kinds import type_name
 
+    cfg = settings or defaults
     found, missing = find_references(prompt, namespace)
-    return (unescape_references(prompt), [(f"@{name}", namespace[name]) for name in found],
-            missing)
+    attached: list[tuple[str, Any]] = []
+    refused: dict[str, str] = {}
+    for name in found:
+        value = namespace[name]
+        try:
+            made = attachment_from(value, name=f"@{name}",
+                                   max_image_edge=cfg.max_image_edge,
+                                   dataframe_budget=cfg.dataframe_budget)
+        except AttachmentError:
+            refused[name] = type_name(value)
+        else:
+            attached.append((f"@{name}", made))
+    return unescape_references(prompt), attached, missing, refused
 
 
-def with_missing(context: dict[str, Any], missing: list[str]) -> dict[str, Any]:
-    """`context` noting the `@names` that were not defined."""
-    if not missing:
+def with_missing(context: dict[str, Any], missing: list[str],
+                 refused: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`context` noting the `@names` that were not defined, and those defined but not
+    attachable (name: its type)."""
+    if not missing and not refused:
         return context
-    return {"text": "", "summary": "", "items": [], **context, "missing": list(missing)}
+    noted = {"text": "", "summary": "", "items": [], **context, "missing": list(missing)}
+    if refused:
+        noted["not_attachable"] = dict(refused)
+    return noted
 
 
 _sessions: dict[str, Session] = {}

@@ -70,7 +70,8 @@ class Turn:
     created: float = field(default_factory=time.time)
     note: str = ""
     # What the notebook contributed (cells run, @names): {"text": sent before the prompt,
-    # "summary": one line, "items": [{"label", "tokens", "text"}], "missing": [names]}.
+    # "summary": one line, "items": [{"label", "tokens", "text"}], "missing": [names],
+    # "not_attachable": {name: type}}.
     context: dict[str, Any] = field(default_factory=dict)
     _wire: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 

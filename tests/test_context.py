@@ -172,8 +172,8 @@ def test_syntax_errors_and_out_values_read_late(ip: Any, recorder: ContextRecord
     assert out_text(ip, long.n, limit=100) == "'" + "x" * 99 + "\n[… 4,902 more characters …]"
 
 
-def test_prompt_cells_are_not_context_but_mark_since_last(ip: Any,
-                                                          recorder: ContextRecorder) -> None:
+def test_prompt_cells_are_not_context_and_since_last_is_per_session(
+        ip: Any, recorder: ContextRecorder) -> None:
     magics = ip.magics_manager.magics
     saved = {kind: magics[kind].get("claude") for kind in ("line", "cell")}
     ip.register_magic_function(lambda line, cell=None: None, "line_cell", "claude")
@@ -189,13 +189,23 @@ def test_prompt_cells_are_not_context_but_mark_since_last(ip: Any,
                 magics[kind].pop("claude", None)
             else:
                 magics[kind]["claude"] = fn
-    assert recorder.last_prompt == prompt.n
     kinds = {r.execution_count: r.kind for r in recorder.records}
     assert kinds[prompt.n] == "prompt" and kinds[preview.n] == "command"
-    since = [r.execution_count for r in recorder.select("since-last")]
-    assert since == [after.n, last.n]
-    assert [r.execution_count for r in recorder.select(f"{before.n}-{last.n}")] == [
-        before.n, after.n, last.n]
+    numbers = lambda records: [r.execution_count for r in records]  # noqa: E731
+    # A prompt cell alone moves nothing: its session marks it once the prompt is sent.
+    assert recorder.since() is None and recorder.newest == last.n
+    assert numbers(recorder.select("since-last")) == [before.n, after.n, last.n]
+    assert numbers(recorder.select("since-last", since=prompt.n)) == [after.n, last.n]
+    assert numbers(recorder.select(f"{before.n}-{last.n}")) == [before.n, after.n, last.n]
+
+    recorder.mark("default", prompt.n)
+    recorder.mark("other")  # the panel and Python: the newest recorded cell
+    assert (recorder.since("default"), recorder.since("other")) == (prompt.n, last.n)
+    assert recorder.since("never") is None
+    recorder.clear()  # cell numbers may restart (a new session): no mark survives
+    assert recorder.records == [] and recorder.since("default") is None
+    recorder.mark("default")  # nothing recorded: no mark
+    assert recorder.since("default") is None
 
 
 # -- the capture does not change what a cell shows
@@ -408,6 +418,12 @@ def test_a_newest_cell_over_the_budget_is_cut_to_fit() -> None:
     assert context.text.count("In [9]:") == 1
     nothing = build([older, record], budget_tokens=10)
     assert nothing.items == () and nothing.dropped == 2 and nothing.tokens <= 10
+    assert nothing.text == ""  # not even the note fits
+    # Too small for any cell, yet room for the note: the header still says what it is.
+    tiny = build([older, record], budget_tokens=60)
+    assert tiny.items == () and tiny.tokens <= 60
+    assert tiny.text == ("Notebook cells run before this prompt, oldest first:\n\n"
+                         "[2 earlier cells left out to fit the 60-token context budget]")
     assert build([], budget_tokens=100) == Context(budget_tokens=100)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -270,3 +271,104 @@ def test_the_panel_send_carries_the_context_and_at_names(ip: Any, run: Any, serv
         assert shown.startswith(f"Context: cell [{n}] · ")
     finally:
         panel.close()
+
+
+def cells_in(text: str) -> list[int]:
+    return [int(k) for k in re.findall(r"^In \[(\d+)\]:", text, re.MULTILINE)]
+
+
+def sent_cells(server: Any) -> list[int]:
+    sent = content(server)
+    return cells_in(sent[0]["text"]) if isinstance(sent, list) else []
+
+
+def test_since_last_is_kept_per_session(run: Any, server: Any,
+                                        recorder: ContextRecorder) -> None:
+    server.reply("1").reply("2").reply("3").reply("4")
+    run("%%claude\nFirst, in the default session")
+    a = run("a = 1").result.execution_count
+    other = run("%%claude --session other\nIn another session")
+    assert sent_cells(server) == [a]
+    b = run("b = 2").result.execution_count
+    run("%%claude\nAnd the default session now?")
+    assert sent_cells(server) == [a, b]  # the other session's prompt consumed nothing here
+    assert recorder.since("other") == other.result.execution_count
+    c = run("c = 3").result.execution_count
+    run("%%claude --session other\nAnd the other one?")
+    assert sent_cells(server) == [b, c]
+
+
+def test_a_request_that_fails_leaves_since_last_where_it_was(
+        ip: Any, run: Any, server: Any, recorder: ContextRecorder) -> None:
+    pytest.importorskip("ipywidgets")
+    from nb_claude import ChatPanel
+
+    a = run("a = 1").result.execution_count
+    server.fault(400, "bad request")
+    failed = run("%%claude\nFirst try")
+    assert failed.error is not None and recorder.since() is None
+    server.reply("ok")
+    run("%%claude\nSecond try")
+    assert sent_cells(server) == [a]
+
+    session = nb_claude.get_session()
+    b = run("b = 2").result.execution_count
+    server.fault(400, "bad request")
+    with pytest.raises(nb_claude._errors.NbClaudeError):
+        session.ask("From Python", context=True, display=False)
+    server.reply("ok")
+    session.ask("From Python again", context=True, display=False)
+    assert sent_cells(server) == [b]
+    assert recorder.since() == b
+
+    c = run("c = 3").result.execution_count
+    panel = ChatPanel(session, shell=ip)
+    try:
+        for reply in ("fail", "ok"):
+            if reply == "fail":
+                server.fault(400, "bad request")
+            else:
+                server.reply("ok")
+            panel.input.value = "From the panel"
+            panel._on_send()
+            assert panel._thread is not None
+            panel._thread.join(10)
+            assert sent_cells(server) == [c]
+            assert recorder.since() == (b if reply == "fail" else c)
+        assert panel.error.layout.display == "none"
+    finally:
+        panel.close()
+
+
+def test_an_at_name_that_cannot_be_attached_stays_text(run: Any, server: Any,
+                                                       recorder: ContextRecorder) -> None:
+    run("import os\ncount = 5\nnotes = 'line one\\nline two'")
+    server.reply("ok")
+    cell = run("%%claude --no-context\nUse @os to count @count things in @notes.")
+    assert cell.error is None, cell.error
+    sent = content(server)
+    assert [b["text"][:25] for b in sent[:-1]] == ['<attachment name="@notes"']
+    assert sent[-1]["text"] == "Use @os to count @count things in @notes."
+    turn = nb_claude.get_session().history[-1]
+    assert turn.context["not_attachable"] == {"os": "module", "count": "int"}
+    first = html.unescape(cell.markdown.split("\n\n", 1)[0])
+    assert first.startswith("Context: @notes ")
+    assert first.endswith(" · @os not attachable (module) · @count not attachable (int)")
+    dry = run("%%claude --dry-run --no-context\nAnd @os?")
+    assert "- @os not attachable (module)" in html.unescape(dry.markdown)
+    strict = run("%%claude --attach os\nAnd now?")  # --attach itself stays strict
+    assert type(strict.error).__name__ == "UsageError" and "module" in str(strict.error)
+
+
+def test_a_strict_replay_miss_names_the_notebook_context(run: Any, server: Any,
+                                                         recorder: ContextRecorder) -> None:
+    a = run("a = 1").result.execution_count
+    miss = run("%%claude --replay replay\nWhat is a?")
+    assert miss.error is not None and server.requests == []
+    message = str(miss.error)
+    assert "strict replay mode" in message
+    assert (f"the prompt, an attachment, the cells run before it (its notebook context: "
+            f"cell [{a}]) or an option changed") in message
+    assert recorder.since() is None  # nothing was sent
+    bare = run("%%claude --replay replay --no-context\nWhat is a?")
+    assert "the prompt, an attachment or an option changed" in str(bare.error)

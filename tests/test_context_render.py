@@ -57,6 +57,12 @@ def test_the_line_names_cells_at_names_and_missing_names() -> None:
     assert context_line(turn()) == ""
     assert context_line(turn({"text": "", "summary": "", "items": [], "missing": ["x"]})) == \
         "Context: @x not found"
+    refused = {"text": "", "summary": "", "items": [], "missing": ["x"],
+               "not_attachable": {"pd": "module", "n": "int"}}
+    assert context_line(turn(refused)) == \
+        "Context: @x not found · @pd not attachable (module) · @n not attachable (int)"
+    only = dry_run_bundle({"messages": []}, [], {**refused, "missing": []})["text/markdown"]
+    assert "- @pd not attachable (module)\n- @n not attachable (int)" in only
 
 
 def test_markdown_shows_one_line_then_the_items_in_fences_and_no_attached_line() -> None:

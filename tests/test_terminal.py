@@ -41,3 +41,47 @@ def test_terminal_ipython_streams_plain_text(tmp_path):
     assert "[claude-opus-4-8 · 4 in / 6 out" in screen
     assert "IPython.core.display" not in screen and "<details>" not in screen
     assert len(server.requests) == 1
+
+
+def test_terminal_ipython_sends_the_cells_run_before_a_prompt(tmp_path):
+    with StandInServer(seed=3) as server:
+        server.reply("The second cell divided by zero.", usage=(30, 8))
+        env = {**os.environ, "NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": DEMO_KEY,
+               "NB_CLAUDE_REPLAY": "off", "IPYTHONDIR": str(tmp_path / "ipython"),
+               "TERM": "dumb"}
+        primary, secondary = pty.openpty()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor",
+             "--simple-prompt", "--HistoryManager.enabled=False"],
+            stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
+        os.close(secondary)
+        typed = ("%load_ext nb_claude\n"
+                 "print('rows loaded:', 6 * 7)\n"
+                 "1 / 0\n"
+                 "%claude What happened?\n"
+                 "exit\n")
+        os.write(primary, typed.encode())
+        chunks = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                data = os.read(primary, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=30)
+        os.close(primary)
+    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    assert len(server.requests) == 1, screen
+    sent = server.requests[-1].body["messages"][-1]["content"]
+    context = sent[0]["text"]
+    assert context.startswith("Notebook cells run before this prompt, oldest first:")
+    assert "In [2]:\n```python\nprint('rows loaded:', 6 * 7)\n```\nstdout:\n```\nrows loaded: 42\n```" \
+        in context
+    assert "In [3]:\n```python\n1 / 0\n```\nerror: ZeroDivisionError: division by zero" in context
+    assert "%load_ext" not in context and "%claude" not in context
+    assert sent[-1]["text"] == "What happened?"
+    assert "Context: cells [2]-[3] · " in screen, screen
+    assert "The second cell divided by zero." in screen
