@@ -67,7 +67,8 @@ def test_interrupt_stops_within_a_second_and_keeps_the_partial_reply(kernel, sta
     standin.reply(chunks=[f"w{i} " for i in range(100)], delay=0.1, split=False)
     box = {}
     runner = threading.Thread(target=lambda: box.update(
-        result=kernel.execute("%%claude --new\nA long answer please", cell_id="c-long")))
+        result=kernel.execute("%%claude --new --no-context\nA long answer please",
+                              cell_id="c-long")))
     runner.start()
     deadline = time.monotonic() + 10
     while not standin.requests and time.monotonic() < deadline:
