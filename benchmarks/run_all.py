@@ -24,7 +24,8 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 # Modules with `run(quick=False) -> list[dict]`; missing ones are reported, not fatal.
-MODULES = ("bench_spine", "bench_attachments", "bench_display", "bench_context")
+MODULES = ("bench_spine", "bench_attachments", "bench_display", "bench_context",
+           "bench_verify")
 
 _TARGET = re.compile(r"^\s*(<=|>=|<|>|==)?\s*([0-9.]+)\s*(x\b)?")
 

@@ -373,6 +373,27 @@ class ClaudeMagics(Magics):
         session = self._session(args.session)
         _show(usage_markdown(session), usage_text(session))
 
+    @magic_arguments
+    @argument("--json", action="store_true", help="JSON instead of Markdown")
+    @argument("--prompts", action="store_true", help="include the prompts' text")
+    @argument("--session", default="default", metavar="NAME")
+    @argument("path", nargs="?", help="write the report here (.md, or JSON with --json)")
+    @line_magic
+    def claude_report(self, line: str) -> None:
+        """A methods appendix: per reply its model, date, options, tokens, cost and inputs."""
+        from IPython.display import display
+
+        from ._markdown import code_span
+        from ._report import report_bundle
+
+        args = parse(self.claude_report, line)
+        session = self._session(args.session)
+        if args.path:
+            written = session.to_report(args.path, json=args.json, prompts=args.prompts)
+            _show(f"Report written to {code_span(str(written))}", f"Report written to {written}")
+        else:
+            display(report_bundle(session, as_json=args.json, prompts=args.prompts), raw=True)
+
     @line_magic
     def claude_login(self, line: str) -> None:
         """Ask for the API key; it stays in this kernel's memory only."""

@@ -149,6 +149,14 @@ class Session(Engine):
         with self._lock:
             return write_notebook(self, path)
 
+    def to_report(self, path: str | os.PathLike[str], *, json: bool = False,
+                  prompts: bool = False) -> Path:
+        """Write a methods appendix (Markdown, or JSON with json=True); no key, no prompts."""
+        from ._report import write_report
+
+        with self._lock:
+            return write_report(self, path, as_json=json, prompts=prompts)
+
 
 def _ask_on_stdin(name: str, arguments: str) -> bool:
     """The default confirmer: ask on the cell's stdin, where there is one."""
