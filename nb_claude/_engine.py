@@ -276,7 +276,13 @@ class Engine:
 
     def _run(self, turn: Turn, base: list[Turn], opts: Options, token: CancelToken,
              view: View | None, label: str | None) -> None:
+        from ._inputs import Provenance, cell_identity, turn_inputs
+
         tool_map = {t.name: t for t in opts.tools}
+        prior = wire_messages(base)
+        turn.inputs = turn_inputs(turn, opts.body(prior), prior)
+        provenance = Provenance(turn.inputs, cell_identity(
+            cell_id=turn.cell_id, label=label, session=self.name, position=len(base)))
 
         def update(force: bool) -> None:
             if view is not None:
@@ -291,7 +297,7 @@ class Engine:
             last = step_number == opts.max_steps - 1
             found = exchange(body, opts, step, cfg=self.settings, client=self._client,
                              token=token, update=update, label=label, tools_run=not last,
-                             turn=turn)
+                             turn=turn, provenance=provenance.for_step(step_number))
             reply = step.reply
             if not reply.tool_calls or reply.partial:
                 return

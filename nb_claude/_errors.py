@@ -14,6 +14,7 @@ __all__ = [
     "APITimeoutError",
     "StreamError",
     "ReplayMissError",
+    "ReplayStaleError",
     "Cancelled",
 ]
 
@@ -80,6 +81,17 @@ class StreamError(APIError):
 
 class ReplayMissError(APIError):
     """Strict replay mode and the replay file has no entry for this request."""
+
+
+class ReplayStaleError(ReplayMissError):
+    """Strict replay mode, and the cell's recorded reply was based on inputs that changed.
+
+    `changed` lists what differs, e.g. `["df changed (10 × 2 -> 12 × 2)", "cell [4] changed"]`.
+    """
+
+    def __init__(self, message: str, *, changed: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.changed = list(changed or [])
 
 
 class Cancelled(NbClaudeError):

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
-from ._errors import ConfigError, ReplayMissError, StreamError
+from ._errors import ConfigError, ReplayMissError, ReplayStaleError, StreamError
 from ._stream import Reply, accumulate, reply_from_response
 
 if TYPE_CHECKING:
     from ._client import CancelToken, Client
+    from ._inputs import Provenance
     from ._options import Options
     from ._tools import ToolResult
     from ._turns import Step, Turn
@@ -32,11 +33,13 @@ STAND_IN_HEADER = "x-nb-claude-stand-in"
 
 @dataclass
 class Record:
-    """Where a fresh reply is to be recorded: the file, its request key and body."""
+    """Where a fresh reply is to be recorded: the file, its request key and body, and the
+    entry's extra fields (its inputs and cell)."""
 
     file: Any
     key: str
     body: dict[str, Any]
+    extra: dict[str, Any] | None = None
 
 
 @dataclass
@@ -50,12 +53,15 @@ class Found:
 def exchange(body: dict[str, Any], opts: Options, step: Step, *, cfg: Settings,
              client: Callable[[], Client], token: CancelToken,
              update: Callable[[bool], None], label: str | None = None,
-             tools_run: bool = True, turn: Turn) -> Found:
+             tools_run: bool = True, turn: Turn,
+             provenance: Provenance | None = None) -> Found:
     """Fill `step.reply` from the replay file or the service.
 
     A reply that asks for tools is recorded by the tool loop once its results are
     known; `tools_run` says whether its tool calls would run in this turn.
-    `update(force)` is called as the reply grows.
+    `update(force)` is called as the reply grows. `provenance` (the request's inputs
+    and cell) is recorded with the reply, and on a miss names what made the cell's
+    recorded reply stale: `step.changed` (auto) or `ReplayStaleError` (strict).
     """
     from ._replay import ReplayError, request_key
 
@@ -85,11 +91,18 @@ def exchange(body: dict[str, Any], opts: Options, step: Step, *, cfg: Settings,
                 recorded.request_sha256 = key
                 update(True)
                 return Found(results=results)
-        elif opts.replay == "replay":
-            raise ReplayMissError(
-                f"no recorded reply{where} in {replay_file.path.name} (strict replay mode): "
-                f"{_what_changed(turn)} changed; run it with a key and --replay auto to "
-                "record it")
+        else:
+            step.changed = _stale(replay_file, provenance)
+            if opts.replay == "replay" and step.changed:
+                raise ReplayStaleError(
+                    f"the recorded reply{where} in {replay_file.path.name} is stale (strict "
+                    f"replay mode): {'; '.join(step.changed)}; run it with a key and "
+                    "--replay auto to ask again", changed=step.changed)
+            if opts.replay == "replay":
+                raise ReplayMissError(
+                    f"no recorded reply{where} in {replay_file.path.name} (strict replay "
+                    f"mode): {_what_changed(turn)} changed; run it with a key and --replay "
+                    "auto to record it")
     reply = step.reply
     reply.request_sha256 = key
     sender = client()
@@ -134,7 +147,8 @@ def exchange(body: dict[str, Any], opts: Options, step: Step, *, cfg: Settings,
     if replay_file is None or opts.replay not in ("auto", "record") or not reply.done \
             or reply.partial:
         return Found()
-    record = Record(replay_file, key, body)
+    record = Record(replay_file, key, body,
+                    provenance.extra() if provenance is not None else None)
     if reply.tool_calls and tools_run:
         return Found(record=record)  # written with its tool results, after they ran
     record_step(turn, step, record, None)
@@ -146,19 +160,34 @@ def record_step(turn: Turn, step: Step, record: Record,
     """Append a finished step to the replay file; a failure costs only the record."""
     from ._replay import ReplayError
 
+    extra = {**(record.extra or {}), **({"offline": True} if step.offline else {})}
     try:
         record.file.put(record.key, reply=step.reply.to_dict(), request=record.body,
                         results=None if results is None else [r.to_dict() for r in results],
-                        extra={"offline": True} if step.offline else None)
+                        extra=extra or None)
     except ReplayError as exc:  # the reply is good; only its record failed
         turn.note = join_note(turn.note, f"not recorded: {exc}")
     else:
         step.recorded = Path(record.file.path).name
 
 
+def _stale(replay_file: Any, provenance: Provenance | None) -> list[str]:
+    """What changed since the cell's recorded reply to the same prompt; [] if it has none."""
+    from ._inputs import previous_entry, what_changed
+    from ._replay import ReplayError
+
+    if provenance is None or provenance.cell.get("step"):
+        return []  # a later step differs by its tool results, not by the cell's inputs
+    try:
+        previous = previous_entry(replay_file.entries(), provenance)
+    except ReplayError:
+        return []
+    return [] if previous is None else what_changed(previous.get("inputs"), provenance.inputs)
+
+
 def _what_changed(turn: Turn) -> str:
-    """What may differ from the recorded request: with notebook context, the cells run
-    before the prompt too (until per-cell digests can name the one that changed)."""
+    """What may differ from a request with no earlier record for its cell and prompt:
+    with notebook context, the cells run before the prompt too."""
     context = turn.context or {}
     if not context.get("text"):
         return "the prompt, an attachment or an option"

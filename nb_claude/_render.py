@@ -16,8 +16,17 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._config import DEFAULT_UPDATES_PER_SECOND, redact
-from ._context import format_tokens, reference_notes
+from ._context import reference_notes
+from ._inputs import shown_inputs
 from ._markdown import code_span, escape_text, safe_markdown
+from ._render_context import (
+    _details,
+    _fence,
+    _is_reference,
+    context_line,
+    context_markdown,
+    context_text,
+)
 from ._turns import total_usage
 
 if TYPE_CHECKING:
@@ -27,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
            "session_text", "usage_markdown", "usage_text", "transcript_markdown",
            "output_metadata", "first_code_block", "context_line", "context_markdown",
-           "context_text"]
+           "context_text", "state_text"]
 
 ImageSource = Callable[[int, "Attachment"], "str | None"]
 """Where an attached image is shown from: `(position, attachment) -> URL` (None: no image)."""
@@ -72,8 +81,7 @@ def footer(turn: Turn, *, live: bool = False) -> str:
     note = _FINISH_NOTES.get(reply.finish_reason or "")
     if note and not (reply.finish_reason == "tool_use" and turn.steps[-1].results):
         parts.append(note)
-    if any(s.reply.replayed for s in turn.steps):
-        parts.append("replayed")
+    parts.append(state_text(turn))
     recorded = sorted({s.recorded for s in turn.steps if s.recorded})
     if recorded:
         parts.append(f"recorded in {', '.join(recorded)}")
@@ -86,6 +94,13 @@ def footer(turn: Turn, *, live: bool = False) -> str:
     for warning in reply.warnings:
         parts.append(warning)
     return " · ".join(p for p in parts if p)
+
+
+def state_text(turn: Turn) -> str:
+    """`replayed`, `live`, or `stale: df changed (…); cell [4] changed (asked again)`."""
+    if turn.state != "stale":
+        return turn.state
+    return f"stale: {'; '.join(turn.changed)} (asked again)"
 
 
 _THUMBNAILS: dict[str, str | None] = {}
@@ -127,63 +142,6 @@ def attachments_line(turn: Turn, *, image_src: ImageSource | None = None) -> str
             items.append(f"<img src=\"{thumb}\" style=\"{THUMBNAIL_STYLE}\" "
                          f"alt=\"{html.escape(attachment.name)}\"/> {label}" if thumb else label)
     return "Attached: " + " · ".join(items) if items else ""
-
-
-def _is_reference(attachment: Attachment) -> bool:
-    """An attachment made from an `@name` in the prompt (labelled `@name`)."""
-    return attachment.name.startswith("@")
-
-
-def context_line(turn: Turn) -> str:
-    """What the notebook added to the prompt, as one line of plain text: the cells, each
-    `@name` attached and each one not found; "" when there is none."""
-    context = turn.context or {}
-    parts = []
-    if context.get("text"):
-        parts.append(str(context.get("summary") or "notebook context"))
-    for attachment in turn.attachments:
-        if _is_reference(attachment):
-            what = attachment.description.removeprefix(f"{attachment.name}: ")
-            parts.append(f"{attachment.name} {what} · {format_tokens(attachment.estimate_tokens())}")
-    parts += reference_notes(context)
-    return " ".join(("Context: " + " · ".join(parts)).split()) if parts else ""
-
-
-def _seen(turn: Turn) -> list[tuple[str, str]]:
-    """(heading, text) of each item Claude saw: the cells, then each `@name`'s text."""
-    seen = [(f"{item.get('label', '')} · {format_tokens(int(item.get('tokens') or 0))}",
-             str(item.get("text", ""))) for item in (turn.context or {}).get("items") or ()]
-    for attachment in turn.attachments:
-        if _is_reference(attachment):
-            text = attachment.text() if attachment.kind == "text" else \
-                f"[{attachment.kind}: {attachment.description}]"
-            seen.append((f"{attachment.name} · {format_tokens(attachment.estimate_tokens())}", text))
-    return seen
-
-
-def context_markdown(turn: Turn) -> str:
-    """The Context line, and under it a collapsed "what Claude saw" with each item's text."""
-    line, seen = context_line(turn), _seen(turn)
-    body = "\n\n".join(f"{escape_text(heading)}\n\n{_fence(redact(text))}"
-                        for heading, text in seen)
-    return escape_text(line) + ("\n\n" + _details("what Claude saw", body) if seen else "")
-
-
-def context_text(turn: Turn) -> str:
-    """The Context line and each item's text, for terminal IPython."""
-    line = context_line(turn)
-    return "\n\n".join([line, *(f"{h}\n{redact(t)}" for h, t in _seen(turn))]) if line else ""
-
-
-def _details(summary: str, body: str, *, open_: bool = False) -> str:
-    flag = " open" if open_ else ""
-    return f"<details{flag}><summary>{summary}</summary>\n\n{body}\n\n</details>"
-
-
-def _fence(text: str, lang: str = "") -> str:
-    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
-    ticks = "`" * (longest + 1)
-    return f"{ticks}{lang}\n{text}\n{ticks}"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -300,6 +258,10 @@ def output_metadata(turn: Turn) -> dict[str, Any]:
     }
     if turn.offline:
         meta["offline"] = True  # costs made up by the stand-in
+    meta["state"] = turn.state
+    meta["inputs"] = shown_inputs(turn.inputs)
+    if turn.changed:
+        meta["changed"] = list(turn.changed)
     return {"nb_claude": meta}
 
 

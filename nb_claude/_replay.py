@@ -4,7 +4,9 @@ The replay file is JSON Lines, one entry per request, appended and never
 rewritten, so it merges well in git and survives several kernels writing at
 once. An entry is found by `request_key(body)`; the last entry for a key wins.
 A reply that asked for tools carries the tool results sent back (`results`),
-so a replay never has to run a recorded call. The file is untrusted input: the
+so a replay never has to run a recorded call. An entry also carries `inputs`, one
+digest and description per input, and `cell`, where the request came from (see
+`_inputs`); older entries lack them and still replay. The file is untrusted input: the
 API key is redacted from everything written, and a file that is not a replay
 file is never appended to.
 """
@@ -430,6 +432,15 @@ class ReplayFile:
             if self._tail is not None:
                 keys.add(self._tail["key"])
             return keys
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The last entry of each key, in the order the keys were first recorded."""
+        with self._lock:
+            self._refresh()
+            found = list(self._entries.values())
+            if self._tail is not None:
+                found.append(self._tail)
+            return found
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None

@@ -28,12 +28,14 @@ class Step:
 
     `offline`: the reply came from the offline stand-in, so its cost was never spent.
     `recorded`: the replay file this live reply was appended to, if any.
+    `changed`: what differs from the cell's recorded request when that is stale.
     """
 
     reply: Reply
     results: list[ToolResult] = field(default_factory=list)
     offline: bool = False
     recorded: str = ""
+    changed: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"Step(reply={self.reply!r}, results={len(self.results)})"
@@ -45,6 +47,8 @@ class Step:
             data["offline"] = True
         if self.recorded:
             data["recorded"] = self.recorded
+        if self.changed:
+            data["changed"] = list(self.changed)
         return data
 
     @classmethod
@@ -54,7 +58,8 @@ class Step:
         return cls(Reply.from_dict(data["reply"]),
                    [ToolResult.from_dict(r) for r in data.get("results", [])],
                    offline=bool(data.get("offline", False)),
-                   recorded=str(data.get("recorded") or ""))
+                   recorded=str(data.get("recorded") or ""),
+                   changed=[str(c) for c in data.get("changed") or () if isinstance(c, str)])
 
 
 @dataclass
@@ -73,6 +78,8 @@ class Turn:
     # "summary": one line, "items": [{"label", "tokens", "text"}], "missing": [names],
     # "not_attachable": {name: type}}.
     context: dict[str, Any] = field(default_factory=dict)
+    # What the request was based on: [{"kind", "name", "digest", "description"}] (`_inputs`).
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     _wire: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -99,6 +106,18 @@ class Turn:
     @property
     def interrupted(self) -> bool:
         return any(s.reply.interrupted for s in self.steps)
+
+    @property
+    def changed(self) -> list[str]:
+        """What made the cell's recorded reply stale (its first stale step), or []."""
+        return next((s.changed for s in self.steps if s.changed), [])
+
+    @property
+    def state(self) -> str:
+        """"stale" (the recorded reply's inputs changed), "replayed" or "live"."""
+        if self.changed:
+            return "stale"
+        return "replayed" if any(s.reply.replayed for s in self.steps) else "live"
 
     @property
     def offline(self) -> bool:
@@ -129,6 +148,7 @@ class Turn:
             "created": self.created,
             "note": self.note,
             "context": self.context,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -145,6 +165,7 @@ class Turn:
             created=float(data.get("created") or time.time()),
             note=data.get("note", ""),
             context=dict(data.get("context") or {}),
+            inputs=[dict(i) for i in data.get("inputs") or () if isinstance(i, dict)],
         )
         turn._freeze()
         return turn

@@ -195,8 +195,8 @@ def reply_outputs(nb) -> list[tuple[str, dict]]:
             meta = output.get("metadata", {}).get("nb_claude")
             if meta:
                 md = RECORDED.sub("", TIMING.sub("", output["data"]["text/markdown"]))
-                found.append((md.replace(" · replayed", ""),
-                              {k: v for k, v in meta.items() if k != "replayed"}))
+                found.append((md.replace(" · replayed", "").replace(" · live", ""),
+                              {k: v for k, v in meta.items() if k not in ("replayed", "state")}))
     return found
 
 
@@ -256,7 +256,8 @@ def test_restart_and_run_all_twice_replays_despite_noisy_output(tmp_path):
         # The cause here is cell [7] above the prompt: the message must not send the user
         # looking only at the prompt, its attachments and options.
         assert re.search(r"context|notebook|cells? (above|run)|\[7\]", miss, re.IGNORECASE), miss
-        assert "notebook context: cell [7])" in miss, miss
+        # The cell's earlier record names the cell that changed (ReplayStaleError).
+        assert missed[0]["ename"] == "ReplayStaleError" and "cell [7] changed" in miss, miss
 
 
 # ---------------------------------------------------------------------------- 3

@@ -31,7 +31,7 @@ def test_reply_streams_and_settles_as_markdown_with_footer(run, server):
     footer = md.rsplit("\n\n", 1)[-1]
     # The stand-in marks its replies, so their cost shows as not spent.
     assert re.fullmatch(r"<sub>claude-opus-4-8 · 31 in / 12 out · \d+\.\d s · "
-                        r"\$0\.0042 est\., offline</sub>", footer), footer
+                        r"\$0\.0042 est\., offline · live</sub>", footer), footer
     assert "waiting" in cell.outputs[0].data["text/markdown"]  # the first state is the mark
     request = server.requests[-1]
     assert request.headers["authorization"] == f"Bearer {SENTINEL_KEY}"
@@ -42,6 +42,7 @@ def test_reply_streams_and_settles_as_markdown_with_footer(run, server):
                                  "Explain the difference between a left join and an inner join."}]
     meta = cell.metadata["nb_claude"]
     assert meta["finish_reason"] == "end_turn" and meta["replayed"] is False
+    assert meta["state"] == "live" and "changed" not in meta
     assert meta["usage"]["input_tokens"] == 31 and len(meta["request_sha256"]) == 64
     no_key_anywhere(cell)
 
