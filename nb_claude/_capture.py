@@ -253,12 +253,9 @@ class ContextRecorder:
         publisher.publish = publish
 
     def _unwrap_publisher(self) -> None:
-        publisher = self._publisher
-        if publisher is not None and vars(publisher).get("publish") is self._wrapper:
-            if self._had_own_publish:
-                publisher.publish = self._original
-            else:
-                del publisher.publish
+        from ._plots import unwrap_publish
+
+        unwrap_publish(self._publisher, self._wrapper, self._original, self._had_own_publish)
         self._publisher = self._original = self._wrapper = None
 
     def _patch_shell_writes(self) -> None:

@@ -73,12 +73,7 @@ class PlotRecorder:
         if not self._active:
             return
         self._active = False
-        publisher = self._publisher
-        if publisher is not None and vars(publisher).get("publish") is self._wrapper:
-            if self._had_own_publish:
-                publisher.publish = self._original
-            else:
-                del publisher.publish
+        unwrap_publish(self._publisher, self._wrapper, self._original, self._had_own_publish)
         # If something wrapped publish after us, our wrapper stays in its chain but is inert.
         for event, callback in (("pre_run_cell", self._pre_run_cell), ("post_run_cell", self._post_run_cell)):
             with contextlib.suppress(ValueError):
@@ -198,3 +193,12 @@ def _to_bytes(value: Any) -> bytes | None:
         except (binascii.Error, ValueError):
             return None
     return None
+
+
+def unwrap_publish(publisher: Any, wrapper: Any, original: Any, had_own: bool) -> None:
+    """Give a display publisher back its own `publish`, if ours is still the one installed."""
+    if publisher is not None and vars(publisher).get("publish") is wrapper:
+        if had_own:
+            publisher.publish = original
+        else:
+            del publisher.publish
