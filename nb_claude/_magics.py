@@ -344,6 +344,23 @@ class ClaudeMagics(Magics):
         _show(context_markdown(turn) or "Context: no cells", context_text(turn) or "Context: no cells")
 
     @magic_arguments
+    @argument("--explain", action="store_true", help="explain the error only: no fixed code")
+    @argument("--no-context", action="store_true", help="send no notebook cells")
+    @argument("--session", default="default", metavar="NAME")
+    @argument("cell", nargs="?", type=int, help="the failing cell's number (default: the last)")
+    @line_cell_magic
+    def claude_fix(self, line: str, cell: str | None = None) -> None:
+        """Ask Claude to fix the last failing cell (or cell [N]); the body of %%claude_fix
+        adds instructions. The fix is shown as a diff and put in a new cell below, not run."""
+        from ._fix_flow import run_fix
+
+        args = parse(self.claude_fix, line)
+        run_fix(self._shell, self.recorder, self._session(args.session), number=args.cell,
+                explain=args.explain, no_context=args.no_context, extra=cell or "",
+                cell_id=self._cell_id(), inserts_cells=_front_end_inserts_cells(self.shell),
+                fix_cell=running_cell_number(self.shell))
+
+    @magic_arguments
     @argument("--session", default="default", metavar="NAME", help="session to reset")
     @line_magic
     def claude_reset(self, line: str) -> None:
