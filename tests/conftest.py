@@ -77,6 +77,16 @@ def ip(_shell: Any, configured: _config.Settings, server: StandInServer) -> Iter
         magics.set_trait(name, value)
 
 
+@pytest.fixture
+def recorder(ip: Any) -> Iterator[Any]:
+    """The recorder `%load_ext` registered, emptied, with prompts carrying "since-last"."""
+    magics = ip.magics_manager.registry["ClaudeMagics"]
+    magics.context = "since-last"  # the ip fixture restores the trait afterwards
+    rec = magics.recorder
+    rec.clear()
+    yield rec
+
+
 class Cell:
     """What a user sees after running one cell."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -254,3 +255,23 @@ def run_notebook(path: str | Path, *, env: Mapping[str, str] | None = None,
                                 resources={"metadata": {"path": str(cwd or Path(path).parent)}})
         client.execute(env=isolated_kernel_env(base, env))
     return nb
+
+
+_TIMING = re.compile(r" · \d+\.\d s")
+_RECORDED = re.compile(r" · recorded in [^·<]+")
+# Provenance that differs between a live run and its replay, or that older outputs lack.
+RUN_STATE = frozenset({"replayed", "state", "inputs", "changed"})
+
+
+def reply_outputs(nb: Any, ignore: frozenset[str] = RUN_STATE) -> list[tuple[str, dict[str, Any]]]:
+    """(Markdown, provenance) of every reply output, without what differs between a recording
+    run and its replay: timings, "recorded in", the live/replayed word and the `ignore` keys."""
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("nb_claude")
+            if meta:
+                md = _RECORDED.sub("", _TIMING.sub("", output["data"]["text/markdown"]))
+                md = md.replace(" · replayed", "").replace(" · live", "")
+                found.append((md, {k: v for k, v in meta.items() if k not in ignore}))
+    return found

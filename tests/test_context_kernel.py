@@ -13,14 +13,13 @@ import struct
 import nbformat
 import pytest
 from kernel_harness import KernelSession, run_notebook
+from kernel_harness import reply_outputs as _reply_outputs
 
 from nb_claude.testing import DEMO_KEY, StandInServer
 
 pytestmark = pytest.mark.kernel
 KEY = "sk-kernel-context-5e6f7a"
 HEADER = "Notebook cells run before this prompt, oldest first:"
-TIMING = re.compile(r" · \d+\.\d s")
-RECORDED = re.compile(r" · recorded in [^·<]+")
 
 
 @pytest.fixture(scope="module")
@@ -189,15 +188,8 @@ def write_nb(path, sources):
 
 
 def reply_outputs(nb) -> list[tuple[str, dict]]:
-    found = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("nb_claude")
-            if meta:
-                md = RECORDED.sub("", TIMING.sub("", output["data"]["text/markdown"]))
-                found.append((md.replace(" · replayed", "").replace(" · live", ""),
-                              {k: v for k, v in meta.items() if k not in ("replayed", "state")}))
-    return found
+    """As the notebook tests compare replies, but `inputs` and `changed` must match too."""
+    return _reply_outputs(nb, ignore=frozenset({"replayed", "state"}))
 
 
 def errors(nb) -> list[str]:

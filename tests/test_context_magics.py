@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,16 +15,6 @@ from nb_claude import _config
 from nb_claude._capture import ContextRecorder
 
 pd = pytest.importorskip("pandas")
-
-
-@pytest.fixture
-def recorder(ip: Any) -> Iterator[ContextRecorder]:
-    """The recorder `%load_ext` registered, emptied, with prompts carrying "since-last"."""
-    magics = ip.magics_manager.registry["ClaudeMagics"]
-    magics.context = "since-last"  # the ip fixture restores the trait afterwards
-    rec = magics.recorder
-    rec.clear()
-    yield rec
 
 
 def content(server: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ request is an ordinary turn, recorded and replayed offline."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,6 @@ FAILING = 'df.groupby("regoin").revenue.mean()'
 FIXED = 'df.groupby("region").revenue.mean()'
 REPLY = ("The column is spelt `region`, not `regoin`, so the lookup raises a KeyError.\n\n"
          f"```python\n{FIXED}\n```\n")
-
-
-@pytest.fixture
-def recorder(ip: Any) -> Iterator[ContextRecorder]:
-    """The recorder `%load_ext` registered, emptied, with prompts carrying "since-last"."""
-    magics = ip.magics_manager.registry["ClaudeMagics"]
-    magics.context = "since-last"  # the ip fixture restores the trait afterwards
-    rec = magics.recorder
-    rec.clear()
-    yield rec
 
 
 @pytest.fixture

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
-from kernel_harness import run_notebook
+from kernel_harness import reply_outputs, run_notebook
 
 from nb_claude.testing import DEMO_KEY, StandInServer
 
 pytestmark = pytest.mark.kernel
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
-TIMING = re.compile(r" · \d+\.\d s")
-RECORDED = re.compile(r" · recorded in [^·<]+")
-# Provenance that differs between a live run and its replay, or that older outputs lack.
-IGNORED = frozenset({"replayed", "state", "inputs", "changed"})
-
-
-def reply_outputs(nb) -> list[dict]:
-    """(markdown without timings, provenance without the replay state) of every reply."""
-    found = []
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            meta = output.get("metadata", {}).get("nb_claude")
-            if meta:
-                md = RECORDED.sub("", TIMING.sub("", output["data"]["text/markdown"]))
-                md = md.replace(" · replayed", "").replace(" · live", "")
-                found.append((md, {k: v for k, v in meta.items() if k not in IGNORED}))
-    return found
 
 
 def errors(nb) -> list[str]:

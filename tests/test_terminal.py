@@ -11,6 +11,23 @@ import time
 from nb_claude.testing import DEMO_KEY, StandInServer
 
 
+def read_screen(primary: int, proc: subprocess.Popen[bytes]) -> str:
+    """Everything the terminal showed until IPython exited (at most a minute)."""
+    chunks = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=30)
+    os.close(primary)
+    return b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+
+
 def test_terminal_ipython_streams_plain_text(tmp_path):
     with StandInServer(seed=2) as server:
         server.reply("Plain **text** in a terminal.", usage=(4, 6))
@@ -24,19 +41,7 @@ def test_terminal_ipython_streams_plain_text(tmp_path):
              "--HistoryManager.enabled=False", "-c", code],
             stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
         os.close(secondary)
-        chunks = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                data = os.read(primary, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        proc.wait(timeout=30)
-        os.close(primary)
-    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+        screen = read_screen(primary, proc)
     assert "Plain **text** in a terminal." in screen
     assert "[claude-opus-4-8 · 4 in / 6 out" in screen
     assert "IPython.core.display" not in screen and "<details>" not in screen
@@ -61,19 +66,7 @@ def test_terminal_ipython_sends_the_cells_run_before_a_prompt(tmp_path):
                  "%claude What happened?\n"
                  "exit\n")
         os.write(primary, typed.encode())
-        chunks = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                data = os.read(primary, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        proc.wait(timeout=30)
-        os.close(primary)
-    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+        screen = read_screen(primary, proc)
     assert len(server.requests) == 1, screen
     sent = server.requests[-1].body["messages"][-1]["content"]
     context = sent[0]["text"]
