@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ._config import CHARS_PER_TOKEN
 from ._summaries import size_text
 
 __all__ = [
@@ -106,7 +107,7 @@ class Attachment:
         if self.kind == "pdf":
             pages = self.pages if self.pages is not None else max(1, len(self.data) // 50_000)
             return pages * PDF_TOKENS_PER_PAGE
-        return math.ceil(len(self.text()) / 4)
+        return math.ceil(len(self.text()) / CHARS_PER_TOKEN)
 
     def thumbnail_data_uri(self, max_edge: int = 64) -> str | None:
         """A small PNG `data:` URI of an image attachment, for "what was sent" lines."""

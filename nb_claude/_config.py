@@ -26,6 +26,7 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_REPLAY_PATH = "nb_claude_replay.jsonl"
 DEFAULT_MAX_IMAGE_EDGE = 1568
 DEFAULT_DATAFRAME_BUDGET = 6000
+CHARS_PER_TOKEN = 4  # how every estimate turns text into tokens
 DEFAULT_CONTEXT_BUDGET = 6000  # tokens of notebook context a prompt may carry
 DEFAULT_TOOL_RESULT_BUDGET = 20_000  # characters of text a tool result may send
 DEFAULT_MAX_STEPS = 10

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._config import DEFAULT_CONTEXT_BUDGET
+from ._config import CHARS_PER_TOKEN, DEFAULT_CONTEXT_BUDGET
 
 __all__ = [
     "CellError",
@@ -271,7 +271,7 @@ def select(records: Iterable[CellRecord], spec: str | int | None,
 
 def estimate_tokens(text: str) -> int:
     """Tokens of text the way `Attachment.estimate_tokens` counts them: chars / 4."""
-    return math.ceil(len(text) / 4)
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def format_tokens(tokens: int) -> str:
