@@ -309,6 +309,12 @@ def _dedent(line: str, width: int) -> str:
     return lead[width:] + stripped
 
 
+def first_code_block(reply_text: str) -> str | None:
+    """The reply's first closed fenced block, whatever its language (for `-f code`)."""
+    blocks = [code.strip("\n") for _, code in _code_blocks(reply_text) if code.strip()]
+    return blocks[0] if blocks else None
+
+
 def proposed_code(reply_text: str) -> str | None:
     """The fixed cell in a reply: its python (or unlabelled) fenced block, the longest when
     there are several; None when there is none. Only extracted, never run."""

@@ -115,25 +115,34 @@ def offer_fix(shell: Any, old: str, reply_text: str, *, inserts_cells: bool = Tr
     from IPython.display import display
 
     from ._fix import diff_html, proposed_code, unified_diff
-    from ._render import _fence
 
     new = proposed_code(reply_text)
     if new is None:
-        _note("No code block in the reply: nothing to put in a new cell.")
+        note("No code block in the reply: nothing to put in a new cell.")
         return
     if new.strip() == old.strip():
-        _note("The proposed code is the failing cell unchanged: no new cell.")
+        note("The proposed code is the failing cell unchanged: no new cell.")
         return
     display({"text/html": diff_html(old, new), "text/plain": unified_diff(old, new)}, raw=True)
+    offer_code(shell, new, inserts_cells=inserts_cells)
+
+
+def offer_code(shell: Any, code: str, *, inserts_cells: bool) -> None:
+    """Put code from a reply in a new cell below, not run; where the front end cannot insert
+    cells, show it (fenced, so it stays text) with a one-line note."""
+    from IPython.display import display
+
+    from ._render import _fence
+
     if inserts_cells:
-        shell.set_next_input(new, replace=False)
+        shell.set_next_input(code, replace=False)
         return
-    note = "This front end cannot insert cells: copy the fixed code below."
-    display({"text/markdown": f"*{note}*\n\n{_fence(new, 'python')}",
-             "text/plain": f"{note}\n\n{new}"}, raw=True)
+    message = "This front end cannot insert cells: copy the code below."
+    display({"text/markdown": f"*{message}*\n\n{_fence(code, 'python')}",
+             "text/plain": f"{message}\n\n{code}"}, raw=True)
 
 
-def _note(text: str) -> None:
+def note(text: str) -> None:
     from IPython.display import display
 
     display({"text/markdown": f"*{text}*", "text/plain": text}, raw=True)

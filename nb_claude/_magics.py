@@ -314,19 +314,14 @@ class ClaudeMagics(Magics):
         return None
 
     def _next_cell(self, text: str) -> None:
-        from IPython.display import Markdown, display
-
-        from ._render import first_code_block
+        from ._fix import first_code_block
+        from ._fix_flow import note, offer_code
 
         code = first_code_block(text)
         if code is None:
-            display(Markdown("*No code block in the reply to put in a new cell.*"))
+            note("No code block in the reply to put in a new cell.")
             return
-        if _front_end_inserts_cells(self.shell):
-            self._shell.set_next_input(code, replace=False)
-        else:
-            display(Markdown("*This front end cannot insert cells: copy the code below.*\n\n"
-                             f"```python\n{code}\n```"))
+        offer_code(self._shell, code, inserts_cells=_front_end_inserts_cells(self.shell))
 
     @magic_arguments
     @context_options

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InlineView", "Throttle", "turn_markdown", "footer", "session_markdown",
            "session_text", "usage_markdown", "usage_text", "transcript_markdown",
-           "output_metadata", "first_code_block", "context_line", "context_markdown",
+           "output_metadata", "context_line", "context_markdown",
            "context_text", "state_text"]
 
 ImageSource = Callable[[int, "Attachment"], "str | None"]
@@ -263,11 +262,6 @@ def output_metadata(turn: Turn) -> dict[str, Any]:
     if turn.changed:
         meta["changed"] = list(turn.changed)
     return {"nb_claude": meta}
-
-
-def first_code_block(text: str) -> str | None:
-    match = re.search(r"^(`{3,}|~{3,})[^\n]*\n(.*?)^\1\s*$", text, re.S | re.M)
-    return match.group(2).rstrip("\n") if match else None
 
 
 def _is_terminal() -> bool:

@@ -5,6 +5,7 @@ request is an ordinary turn, recorded and replayed offline."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,17 @@ def test_strict_replay_after_recording_sends_nothing(
     assert server.requests == []
     assert inserted == [(FIXED, False), (FIXED, False)]
     assert "replayed" in second.markdown.rsplit("<sub>", 1)[1]
+
+
+def test_code_format_shows_reply_code_as_text_where_cells_cannot_be_inserted(
+        run: Any, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A block holding a shorter fence cannot close the shown fence and let HTML out."""
+    monkeypatch.setattr(_magics, "_front_end_inserts_cells", lambda shell: False)
+    hostile = "x = 1\n```\n<img src=x onerror=alert(1)>"
+    server.reply(f"Here:\n\n````python\n{hostile}\n````\n")
+    cell = run("%%claude -f code --no-context\nGive me code")
+    assert cell.error is None
+    shown = cell.outputs[-1].data["text/markdown"]
+    fence = re.search(r"^(`{4,})python$", shown, re.M)
+    assert fence is not None and shown.rstrip().endswith(fence.group(1))
+    assert hostile in shown
