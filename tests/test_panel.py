@@ -81,8 +81,9 @@ class Renders:
 
 def test_send_streams_the_reply_into_the_transcript_and_the_session(
         panels: Callable[..., ChatPanel], server: StandInServer) -> None:
+    # Slow enough that the busy state after Send is still there to see on a loaded machine.
     server.reply(chunks=["Hello ", "**panel**", "!\n\n| a | b |\n|---|---|\n| 1 | 2 |"],
-                 delay=0.05)
+                 delay=0.3)
     _config.settings.update(model="claude-sonnet-4-6")
     panel = panels("default")
     assert panel.markdown == []
