@@ -25,7 +25,7 @@ if str(HERE) not in sys.path:
 
 # Modules with `run(quick=False) -> list[dict]`; missing ones are reported, not fatal.
 MODULES = ("bench_spine", "bench_attachments", "bench_display", "bench_context",
-           "bench_verify")
+           "bench_verify", "bench_batch", "bench_error_button")
 
 _TARGET = re.compile(r"^\s*(<=|>=|<|>|==)?\s*([0-9.]+)\s*(x\b)?")
 

@@ -14,6 +14,7 @@ __all__ = [
     "Turn",
     "get_session",
     "load_ipython_extension",
+    "map",
     "set_api_key",
     "tool",
     "unload_ipython_extension",
@@ -22,7 +23,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ._config import set_api_key
     from ._panel import ChatPanel
-    from ._session import Session, Turn, get_session
+    from ._session import Session, Turn, get_session, map
     from ._stream import Reply
     from ._tools import tool
 
@@ -32,6 +33,7 @@ _LAZY = {
     "Session": "._session",
     "Turn": "._session",
     "get_session": "._session",
+    "map": "._session",
     "set_api_key": "._config",
     "tool": "._tools",
 }
@@ -67,6 +69,12 @@ def load_ipython_extension(ipython: Any) -> None:
     magics = ClaudeMagics(ipython)
     magics.recorder = recorder
     ipython.register_magics(magics)
+    from ._error_button import ErrorHook
+
+    if previous is not None and getattr(previous, "errors", None) is not None:
+        previous.errors.unregister()
+    magics.errors = ErrorHook(ipython, magics)
+    magics.errors.register()
     cleanup = getattr(ipython, "input_transformers_cleanup", None)
     if cleanup is not None and protect_questions not in cleanup:
         cleanup.append(protect_questions)
@@ -87,5 +95,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = ipython.magics_manager.registry.get("ClaudeMagics")
     if magics is not None and getattr(magics, "recorder", None) is not None:
         magics.recorder.unregister()
+    if magics is not None and getattr(magics, "errors", None) is not None:
+        magics.errors.unregister()
     if magics is not None and getattr(magics, "plots", None) is not None:
         magics.plots.uninstall()

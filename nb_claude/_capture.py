@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # _context (regexes, dataclasses) is imported at the first cell, not by %load_ext.
 
-__all__ = ["ContextRecorder", "out_text", "recorder_for"]
+__all__ = ["ContextRecorder", "aside", "out_text", "recorder_for"]
 
 DEFAULT_MAX_CELLS = 300
 DEFAULT_STREAM_LIMIT = 8_192  # characters kept of each stream, per cell
@@ -34,6 +34,21 @@ DEFAULT_MAX_FRAMES = 3
 _MAX_MESSAGE = 2_000
 # Stand-in reprs that say nothing: prefer the HTML a display also carries.
 _DEFAULT_REPR = re.compile(r"^<[\w.]+ object(?: at 0x[0-9a-fA-F]+)?>$")
+
+
+class _Aside(threading.local):
+    """`with aside:` what nb_claude shows after a cell (the error button) is not its output."""
+
+    depth = 0
+
+    def __enter__(self) -> None:
+        self.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+
+
+aside = _Aside()
 
 
 class _Tail:
@@ -238,7 +253,7 @@ class ContextRecorder:
 
         def publish(data: Any, *args: Any, **kwargs: Any) -> Any:
             # A stale wrapper left in another's chain stays inert.
-            if recorder._wrapper is publish and recorder._running:
+            if recorder._wrapper is publish and recorder._running and not aside.depth:
                 with contextlib.suppress(Exception):  # recording must never break display
                     recorder._record_display(data, kwargs)
             recorder._in_publish += 1  # a terminal's publisher prints: not cell output
@@ -310,7 +325,8 @@ class ContextRecorder:
 
     def _quiet(self) -> bool:
         """True while the shell itself writes to stdout: `Out[n]:`, a traceback, a display."""
-        return self._in_displayhook or self._in_traceback > 0 or self._in_publish > 0
+        return (self._in_displayhook or self._in_traceback > 0 or self._in_publish > 0
+                or aside.depth > 0)
 
     # -- events
 
@@ -463,13 +479,18 @@ def _place(filename: str, names: dict[str, int]) -> str:
 
 
 def _frames(tb: Any, names: dict[str, int], keep: int) -> tuple[str, ...]:
-    """The last `keep` frames as text, IPython's own frames before the first cell left out."""
+    """`keep` frames as text (see `_fix.chosen_frames`), IPython's frames before the first
+    cell left out."""
     if not keep or tb is None:
         return ()
-    summary = traceback.extract_tb(tb)
+    summary = list(traceback.extract_tb(tb))
     first_cell = next((i for i, f in enumerate(summary) if f.filename in names), 0)
+    summary = summary[first_cell:]
     frames = []
-    for frame in list(summary)[first_cell:][-keep:]:
+    from ._fix import chosen_frames
+
+    for index in chosen_frames([f.filename for f in summary], names, keep):
+        frame = summary[index]
         line = f"  {_place(frame.filename, names)}, line {frame.lineno}, in {frame.name}"
         if frame.line:
             line += f"\n    {frame.line.strip()}"

@@ -288,7 +288,8 @@ class Client:
     def __init__(self, *, api_key: str | Secret | None = None, base_url: str,
                  timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT, max_retries: int = 2,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 max_connections: int | None = None) -> None:
         check_base_url(base_url)
         for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
                             ("first_byte_timeout", first_byte_timeout)):
@@ -304,6 +305,8 @@ class Client:
             self._http = httpx.Client(
                 transport=transport,
                 timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=connect_timeout),
+                limits=httpx.Limits() if max_connections is None else httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections),
                 trust_env=not _is_loopback(self.base_url),
                 follow_redirects=False,
             )
@@ -399,9 +402,13 @@ class Client:
                 f"{self.timeout:g} s; raise it with %config ClaudeMagics.timeout = SECONDS")
         return APIConnectionError(f"could not reach {redact(self.base_url)}: {_short(exc)}")
 
-    def _open(self, body: dict[str, Any], *, stream: bool,
-              cancel: CancelToken | None) -> httpx.Response:
-        """Send, retrying failures that happen before any byte of the reply."""
+    def _open(self, body: dict[str, Any], *, stream: bool, cancel: CancelToken | None,
+              on_retry: Callable[[int | None, float], None] | None = None) -> httpx.Response:
+        """Send, retrying failures that happen before any byte of the reply.
+
+        `on_retry(status, delay)` hears of each retry before its wait (status None for a
+        connection failure), so a caller running many requests can slow down.
+        """
         secret = self._key()
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
         attempt = 0
@@ -448,13 +455,17 @@ class Client:
                 raise failure
             delay = retry_delay(attempt, retry_headers)
             log.info("retrying in %.2f s after: %s", delay, failure)
+            if on_retry is not None:
+                on_retry(getattr(failure, "status", None), delay)
             self._sleep(delay, cancel)
             attempt += 1
 
     def create(self, body: dict[str, Any], *, cancel: CancelToken | None = None,
-               on_response: Callable[[httpx.Response], None] | None = None) -> dict[str, Any]:
+               on_response: Callable[[httpx.Response], None] | None = None,
+               on_retry: Callable[[int | None, float], None] | None = None) -> dict[str, Any]:
         """A non-streaming request: the parsed chat.completion body."""
-        response = self._open({**body, "stream": False}, stream=False, cancel=cancel)
+        response = self._open({**body, "stream": False}, stream=False, cancel=cancel,
+                              on_retry=on_retry)
         failure: Exception | None = None
         try:
             if on_response is not None:

@@ -31,6 +31,7 @@ DEFAULT_CONTEXT_BUDGET = 6000  # tokens of notebook context a prompt may carry
 DEFAULT_TOOL_RESULT_BUDGET = 20_000  # characters of text a tool result may send
 DEFAULT_MAX_STEPS = 10
 DEFAULT_UPDATES_PER_SECOND = 10.0
+DEFAULT_BATCH_CONFIRM_USD = 1.00  # a batch estimated above this asks before sending
 DEFAULT_CONTEXT = "since-last"  # which cells a prompt carries: since-last, none, all or N
 DEFAULT_CONTEXT_BUDGET = 6_000  # tokens of notebook context a prompt may carry
 CONTEXT_WORDS = ("since-last", "none", "all")
@@ -169,6 +170,7 @@ _CHECKS: dict[str, Any] = {
     "context": _context_spec,
     "context_budget": lambda v: _number("context_budget (tokens)", v, integer=True, minimum=1,
                                         strict=False),
+    "batch_confirm_usd": lambda v: _number("batch_confirm_usd (US dollars)", v, strict=False),
 }
 
 
@@ -197,6 +199,7 @@ class Settings:
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     context: str | int = DEFAULT_CONTEXT
     context_budget: int = DEFAULT_CONTEXT_BUDGET
+    batch_confirm_usd: float = DEFAULT_BATCH_CONFIRM_USD
 
     @staticmethod
     def validate(name: str, value: object) -> None:

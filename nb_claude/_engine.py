@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._client import CancelToken, Client
     from ._content import Attachment
     from ._tools import Tool
+    from ._typed import Answer
 
 __all__ = ["Engine", "View", "Listener", "CannotAsk", "NO_STDIN"]
 
@@ -65,6 +66,11 @@ class Engine:
         self._clients: dict[tuple[Any, ...], Client] = {}
         self._active: CancelToken | None = None
         self.busy = False
+        # Requests outside the conversation (a batch's items): counted, never turns.
+        self.side_usage = Usage()
+        self.side_replies = 0
+        self.side_offline = False
+        self._side_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, turns={len(self.history)})"
@@ -92,7 +98,16 @@ class Engine:
 
     @property
     def usage(self) -> Usage:
-        return total_usage(self.history)
+        """What the conversation and the requests outside it (batches) cost together."""
+        return total_usage(self.history) + self.side_usage
+
+    def count_side_usage(self, usage: Usage, replies: int, *, offline: bool = False) -> None:
+        """Add what requests outside the conversation cost (from any thread); the
+        history does not change."""
+        with self._side_lock:
+            self.side_usage = self.side_usage + usage
+            self.side_replies += replies
+            self.side_offline = self.side_offline or offline
 
     def reset(self) -> None:
         """Forget the conversation, stopping a reply in flight first (from any thread)."""
@@ -102,6 +117,8 @@ class Engine:
             self.stop()
         try:
             self.history.clear()
+            with self._side_lock:
+                self.side_usage, self.side_replies, self.side_offline = Usage(), 0, False
         finally:
             self._lock.release()
         self._emit("reset", None)
@@ -131,8 +148,9 @@ class Engine:
                                confirm=confirm, replay=replay, replay_tools=replay_tools,
                                namespace=namespace)
 
-    def attachments(self, attach: object) -> list[Attachment]:
-        """Turn objects, paths and (name, object) pairs into attachments, checking limits."""
+    def attachments(self, attach: object, *, alone: bool = False) -> list[Attachment]:
+        """Turn objects, paths and (name, object) pairs into attachments, checking limits
+        (with the history's attachments, unless the request goes `alone`, without them)."""
         if attach is None:
             return []
         items = attach if isinstance(attach, (list, tuple)) else [attach]
@@ -157,7 +175,7 @@ class Engine:
             except AttachmentError as exc:
                 raise ConfigError(str(exc)) from None
             result.append(_labelled(made, name) if labelled else made)
-        everything = [*self._history_attachments(), *result]
+        everything = result if alone else [*self._history_attachments(), *result]
         try:
             check_request_limits(everything)
         except AttachmentError as exc:
@@ -179,13 +197,17 @@ class Engine:
         return None, list(self.history)
 
     def request_body(self, prompt: str, *, attach: object = None, cell_id: str | None = None,
-                     context: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+                     context: dict[str, Any] | None = None, schema: object = None,
+                     **options: Any) -> dict[str, Any]:
         """The exact JSON body `ask` would send first (for --dry-run); sends nothing."""
         check_text(prompt, "prompt")
         opts = self.options(**options)
+        answer = _answer_for(schema, opts, options.get("namespace"))
         turn = Turn(_clean(prompt), self.attachments(attach), context=dict(context or {}))
         _, base = self._base(cell_id)
         body = opts.body(wire_messages(base, turn))
+        if answer is not None:
+            body = answer.apply(body)
         body["stream"] = opts.stream
         return body
 
@@ -193,17 +215,20 @@ class Engine:
              new: bool = False, source: str = "python", cancel: CancelToken | None = None,
              label: str | None = None, view: View | None = None,
              confirmer: Confirmer | None = None, context: dict[str, Any] | None = None,
-             **options: Any) -> Reply:
+             schema: object = None, **options: Any) -> Reply:
         """Send `prompt` (with attachments), run the tool loop, and return the reply.
 
         `view` (if any) shows the turn as it grows. A tool call that needs the user's
         say asks `confirm=` when that is a function, else `confirmer`; with neither,
-        it is declined and the model is told why.
+        it is declined and the model is told why. With `schema` (see `_typed.answer_for`)
+        the request offers only the answer tool, forced; `reply.data` is the validated
+        answer, and an invalid one is asked again once with the error.
         """
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt is empty: write a question in the cell")
         check_text(prompt, "prompt")
         opts = self.options(**options)
+        answer = _answer_for(schema, opts, options.get("namespace"))
         if opts.confirmer is None:
             opts.confirmer = confirmer
         attachments = self.attachments(attach)
@@ -212,6 +237,8 @@ class Engine:
         token = cancel or CancelToken()
         turn = Turn(_clean(prompt), attachments, cell_id=cell_id, source=source,
                     options=opts.summary(), context=dict(context or {}))
+        if answer is not None:
+            turn.options["schema"] = answer.title or answer.kind
         if view is not None:
             view.start(turn)  # the waiting mark shows even while another turn holds the lock
         try:
@@ -229,7 +256,7 @@ class Engine:
             self.busy = True
             self._emit("start", turn)
             try:
-                self._run(turn, base, opts, token, view, label)
+                self._run(turn, base, opts, token, view, label, answer)
             except (KeyboardInterrupt, Cancelled):
                 if not turn.steps:
                     turn.steps.append(Step(Reply(model=opts.model)))
@@ -275,7 +302,7 @@ class Engine:
         self._emit("end" if event != "error" else "error", turn)
 
     def _run(self, turn: Turn, base: list[Turn], opts: Options, token: CancelToken,
-             view: View | None, label: str | None) -> None:
+             view: View | None, label: str | None, answer: Answer | None = None) -> None:
         from ._inputs import Provenance, cell_identity, turn_inputs
 
         tool_map = {t.name: t for t in opts.tools}
@@ -290,15 +317,25 @@ class Engine:
             if self._listeners:
                 self._emit("update", turn)
 
-        for step_number in range(opts.max_steps):
+        steps = opts.max_steps if answer is None else 2  # a typed answer: one retry
+        for step_number in range(steps):
             body = opts.body(wire_messages(base, turn))
+            if answer is not None:
+                body = answer.apply(body)
             step = Step(Reply(model=opts.model))
             turn.steps.append(step)
-            last = step_number == opts.max_steps - 1
+            last = step_number == steps - 1
+            # The answer tool never runs: its call is recorded at once, like a text reply.
             found = exchange(body, opts, step, cfg=self.settings, client=self._client,
-                             token=token, update=update, label=label, tools_run=not last,
+                             token=token, update=update, label=label,
+                             tools_run=not last and answer is None,
                              turn=turn, provenance=provenance.for_step(step_number))
             reply = step.reply
+            if answer is not None:
+                if _settle(answer, step, last=last):
+                    return
+                update(True)
+                continue
             if not reply.tool_calls or reply.partial:
                 return
             if last:
@@ -378,6 +415,61 @@ class Engine:
                                               transport=self.transport)}
             client = self._clients[identity]
         return client
+
+
+def _answer_for(schema: object, opts: Options, namespace: Mapping[str, object] | None
+                ) -> Answer | None:
+    """The typed answer `schema` asks for, or None; refuses what cannot go with it."""
+    if schema is None:
+        return None
+    from ._typed import SchemaError, answer_for
+
+    if opts.tools or opts.tool_choice not in (None, "auto"):
+        raise ConfigError("--schema offers only its answer tool: drop --tools and "
+                          "--tool-choice, or ask in two cells")
+    if opts.thinking not in (None, "disabled"):
+        raise ConfigError("--schema cannot go with --thinking: Claude refuses a forced tool "
+                          "with thinking on; drop one of them")
+    try:
+        return answer_for(schema, namespace)
+    except SchemaError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _settle(answer: Answer, step: Step, *, last: bool) -> bool:
+    """Read a typed answer into `step.reply.data`; False when it is to be asked again.
+
+    A valid call is the answer: it shows as a JSON fence in the reply's text and is
+    consumed, so no unanswered tool call stays in the turn. An invalid one gets the
+    error as its tool result for the retry, or, on the last try, as `reply.error`.
+    """
+    from ._typed import AnswerError
+
+    reply = step.reply
+    try:
+        value = answer.parse(reply)
+    except AnswerError as exc:
+        if reply.tool_calls:  # every call is answered, so the turn stays well formed
+            from ._tools import ToolResult
+
+            step.results = [ToolResult(call_id, call.name, message, is_error=True,
+                                       summary=message, arguments=call.arguments)
+                            for (call_id, message), call in
+                            zip(answer.error_results(reply, exc), reply.tool_calls,
+                                strict=True)]
+        if last or reply.partial or not reply.tool_calls:
+            again = " (also when asked again with the error)" if last and reply.tool_calls \
+                else ""
+            reply.error = reply.error or f"no valid answer: {exc}{again}"
+            return True
+        return False
+    reply.data = value
+    shown = answer.show(value)
+    reply.text = f"{reply.text.rstrip()}\n\n{shown}" if reply.text.strip() else shown
+    reply.tool_calls = []
+    if reply.finish_reason == "tool_use":
+        reply.finish_reason = "end_turn"  # answered; `raw_finish_reason` keeps the service's
+    return True
 
 
 def _clean(prompt: str) -> str:

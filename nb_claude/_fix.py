@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import html
 import io
 import keyword
@@ -26,8 +27,8 @@ from ._kinds import kind_of, type_name
 from ._render import _fence
 from ._summaries import clip, describe_value
 
-__all__ = ["FixRequest", "diff_html", "diff_markdown", "fix_prompt", "proposed_code",
-           "unified_diff", "wants_help"]
+__all__ = ["FixRequest", "chosen_frames", "diff_html", "diff_markdown", "fix_prompt",
+           "proposed_code", "unified_diff", "wants_help"]
 
 DEFAULT_FRAMES_LIMIT = 12
 DEFAULT_VARIABLE_BUDGET = 1_000  # characters of summary per variable
@@ -82,10 +83,34 @@ class _Frame:
     user: bool
 
 
-def _stdlib_roots() -> tuple[str, ...]:
+@functools.cache
+def stdlib_roots() -> tuple[str, ...]:
+    """The standard library's folders, each ending in a separator."""
     paths = sysconfig.get_paths()
     roots = {paths[key] for key in ("stdlib", "platstdlib") if paths.get(key)}
     return tuple(os.path.join(root, "") for root in roots)
+
+
+def is_user_file(filename: str, names: dict[str, int]) -> bool:
+    """A cell's code or a file of the user's; not an installed package or the standard library."""
+    if filename in names:  # first: a cell's file name may start with "<"
+        return True
+    if filename.startswith("<") or "site-packages" in filename or "dist-packages" in filename:
+        return False
+    return not filename.startswith(stdlib_roots())
+
+
+def chosen_frames(filenames: list[str], names: dict[str, int], keep: int) -> list[int]:
+    """The `keep` frames to keep, in order: the one that raised, the user's own (latest first),
+    then the latest others. A KeyError raised deep in pandas keeps the cell's frame."""
+    count = len(filenames)
+    chosen = {count - 1} if count else set()
+    users = [i for i in range(count - 1, -1, -1) if is_user_file(filenames[i], names)]
+    for i in [*users, *range(count - 1, -1, -1)]:
+        if len(chosen) >= keep:
+            break
+        chosen.add(i)
+    return sorted(chosen)
 
 
 def _is_library(place: str) -> bool:
@@ -96,7 +121,7 @@ def _is_library(place: str) -> bool:
         return True
     if not os.path.isabs(place):  # `_capture` shortens an installed file to its package path
         return True
-    return place.startswith(_stdlib_roots())
+    return place.startswith(stdlib_roots())
 
 
 def _parse_frame(text: str) -> _Frame:

@@ -10,18 +10,23 @@ is untrusted text: its code is only extracted (`_fix.proposed_code`), shown esca
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
 from ._capture import ContextRecorder
 from ._context import CellRecord
 
-__all__ = ["failing_cell", "fix_context", "run_fix"]
+if TYPE_CHECKING:
+    from ._fix import FixRequest
+
+__all__ = ["failing_cell", "fix_context", "fix_request", "run_fix"]
 
 NO_FAILING_CELL = "no failing cell to fix: run the cell that fails first"
 NO_RECORDER = ("%claude_fix needs the cells this kernel ran: load the extension with "
                "%load_ext nb_claude")
+NO_CODE = "No code block in the reply: nothing to put in a new cell."
+UNCHANGED = "The proposed code is the failing cell unchanged: no new cell."
 
 
 def failing_cell(recorder: ContextRecorder, number: int | None = None) -> CellRecord:
@@ -71,6 +76,20 @@ def fix_context(recorder: ContextRecorder, record: CellRecord, session: Any, *,
     return context_dict(built)
 
 
+def fix_request(shell: Any, recorder: ContextRecorder | None, session: Any, *,
+                number: int | None = None, explain: bool = False, no_context: bool = False,
+                extra: str = "") -> tuple[CellRecord, FixRequest, dict[str, Any]]:
+    """(the failing cell, the fix prompt, `Turn.context`): what %claude_fix and the "Ask
+    Claude" button send for cell [number] (default: the last failing cell)."""
+    if recorder is None:
+        raise UsageError(NO_RECORDER)
+    from ._fix import fix_prompt
+
+    record = failing_cell(recorder, number)
+    request = fix_prompt(record, namespace=shell.user_ns, explain_only=explain, extra=extra)
+    return record, request, fix_context(recorder, record, session, no_context=no_context)
+
+
 def run_fix(shell: Any, recorder: ContextRecorder | None, session: Any, *,
             number: int | None = None, explain: bool = False, no_context: bool = False,
             extra: str = "", cell_id: str | None = None, inserts_cells: bool = True,
@@ -80,16 +99,13 @@ def run_fix(shell: Any, recorder: ContextRecorder | None, session: Any, *,
     `fix_cell` is the execution count of the cell running %claude_fix (for the label and
     "since-last"); `inserts_cells` whether the front end can put a new cell below.
     """
-    if recorder is None:
-        raise UsageError(NO_RECORDER)
     from . import _config
     from ._errors import ConfigError
-    from ._fix import fix_prompt
     from ._render import InlineView
 
-    record = failing_cell(recorder, number)
-    request = fix_prompt(record, namespace=shell.user_ns, explain_only=explain, extra=extra)
-    context = fix_context(recorder, record, session, no_context=no_context)
+    record, request, context = fix_request(shell, recorder, session, number=number,
+                                           explain=explain, no_context=no_context, extra=extra)
+    assert recorder is not None  # fix_request refuses a missing one
     what = "explain" if explain else "fix"
     label = f"{what} [{record.execution_count}]"
     if fix_cell is not None:
@@ -118,10 +134,10 @@ def offer_fix(shell: Any, old: str, reply_text: str, *, inserts_cells: bool = Tr
 
     new = proposed_code(reply_text)
     if new is None:
-        note("No code block in the reply: nothing to put in a new cell.")
+        note(NO_CODE)
         return
     if new.strip() == old.strip():
-        note("The proposed code is the failing cell unchanged: no new cell.")
+        note(UNCHANGED)
         return
     display({"text/html": diff_html(old, new), "text/plain": unified_diff(old, new)}, raw=True)
     offer_code(shell, new, inserts_cells=inserts_cells)

@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, construct_parser
 
 __all__ = ["REQUEST_OPTIONS", "CONTEXT_OPTIONS", "magic_arguments", "request_options",
-           "context_options", "parse", "split_line", "protect_questions"]
+           "context_options", "parse", "split_line", "split_attach", "protect_questions"]
 
 # Which cells a prompt carries: shared by %%claude and %claude_context.
 CONTEXT_OPTIONS = [
@@ -34,7 +34,14 @@ REQUEST_OPTIONS = [
     argument("--no-stream", action="store_true", help="wait for the whole reply"),
     argument("--new", action="store_true", help="start a fresh conversation"),
     argument("--session", default="default", metavar="NAME", help="named session"),
-    argument("--out", metavar="VAR", help="store the reply text in this variable"),
+    argument("--out", metavar="VAR",
+             help="store the reply text in this variable (with --schema: the parsed answer, "
+                  "or None when it stayed invalid)"),
+    argument("--schema", metavar="NAME",
+             help="answer as this type, defined in the notebook: a TypedDict, dataclass, "
+                  "Enum, Literal[...] alias, pydantic model or JSON-schema dict; Claude must "
+                  "call one forced tool whose input schema it is, and the answer is checked "
+                  "(asked again once with the error if invalid)"),
     argument("-f", "--format", choices=("markdown", "text", "code"), default="markdown",
              help="markdown (default), text, or code: put the first code block in a new cell"),
     argument("--dry-run", action="store_true",
@@ -58,6 +65,17 @@ REQUEST_OPTIONS = [
              help="replayed tool calls: replay (the recorded results, default) or run (call the "
                   "functions again)"),
     argument("--refresh", action="store_true", help="ask again and re-record this cell"),
+    argument("--each", metavar="NAME",
+             help="run the prompt over every item of NAME (a DataFrame's rows, a Series, a list "
+                  "or a list of dicts), filling {column} / {} from each, as independent "
+                  "requests; the result (one row per item: the reply or the --schema fields, "
+                  "plus error) goes to --out, default _claude_batch. --attach COLUMN attaches "
+                  "a column per item; a kernel interrupt keeps what finished"),
+    argument("--concurrency", type=int, metavar="N",
+             help="with --each: most requests at once (default 8)"),
+    argument("--yes", action="store_true",
+             help="with --each: send even when the estimate is over "
+                  "ClaudeMagics.batch_confirm_usd"),
 ]
 
 
@@ -208,6 +226,27 @@ def split_line(parser: argparse.ArgumentParser, line: str) -> tuple[list[str], s
                 position = value_end
             else:
                 words.append(option)
+
+
+def split_attach(spec: str) -> list[str]:
+    """Comma-separated values, keeping commas inside brackets or quotes."""
+    parts, depth, current, quote = [], 0, "", ""
+    for char in spec:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        current += char
+    parts.append(current.strip())
+    return [p for p in parts if p]
 
 
 _LINE_MAGIC = re.compile(r"^(\s*)%claude\s+(\S.*?)\s*$")

@@ -39,6 +39,7 @@ from ._magic_args import (
     parse,
     protect_questions,
     request_options,
+    split_attach,
     split_line,
 )
 from ._plots import running_cell_number
@@ -79,12 +80,15 @@ class ClaudeMagics(Magics):
         config=True)
     context_budget = Int(help="Most tokens of notebook context a prompt carries.").tag(
         config=True)
+    batch_confirm_usd = Float(help="--each asks for --yes above this estimate, USD.").tag(config=True)
+    error_button = Bool(True, help='An "Ask Claude" button under each traceback in a notebook '
+                        "(a %claude_fix hint in terminal IPython).").tag(config=True)
 
     _SETTINGS = ("model", "base_url", "max_tokens", "system", "stream", "timeout",
                  "first_byte_timeout", "connect_timeout", "max_retries", "replay_mode",
                  "replay_path", "replay_tools", "max_image_edge", "dataframe_budget",
                  "max_steps", "confirm_tools", "updates_per_second", "prices", "context",
-                 "context_budget")
+                 "context_budget", "batch_confirm_usd")
     _ready = False  # set once __init__ has checked the values from config files
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -108,6 +112,7 @@ class ClaudeMagics(Magics):
         self._push_all()
         self.plots: Any = None
         self.recorder: Any = None  # the shell's ContextRecorder, set by load_ipython_extension
+        self.errors: Any = None  # the shell's _error_button.ErrorHook, set there too
 
     def _push_all(self) -> None:
         for name in self._SETTINGS:
@@ -170,7 +175,7 @@ class ClaudeMagics(Magics):
             except AttachmentError as exc:
                 raise UsageError(f"--plot: {exc}") from None
         for spec in args.attach or []:
-            for expr in _split_attach(spec):
+            for expr in split_attach(spec):
                 items.append((_label(expr), self._evaluate(expr)))
         return items
 
@@ -222,7 +227,7 @@ class ClaudeMagics(Magics):
 
         sent, found, missing, refused = prompt_references(prompt, self._shell.user_ns,
                                                           session.settings)
-        attached = {expr for spec in args.attach or [] for expr in _split_attach(spec)}
+        attached = {expr for spec in args.attach or [] for expr in split_attach(spec)}
         return sent, [(label, value) for label, value in found if label[1:] not in attached], \
             missing, {name: why for name, why in refused.items() if name not in attached}
 
@@ -242,6 +247,13 @@ class ClaudeMagics(Magics):
 
             %claude -m claude-opus-4-8 Summarise the last answer in one line.
 
+            %%claude --schema Sentiment --out label
+            Classify the sentiment of this review: "Great value, slow delivery."
+
+        With --schema NAME (a TypedDict, dataclass, Enum, Literal alias, pydantic
+        model or JSON-schema dict defined in the notebook) Claude answers by calling
+        one forced tool; --out stores the checked value (a dict, instance or member).
+
         In the line magic only the options above are options; the first other word
         starts the prompt (`%claude -40 C in Fahrenheit?`), and `--` ends the
         options explicitly (`%claude -- --verbose means what?`).
@@ -258,6 +270,10 @@ class ClaudeMagics(Magics):
         return self._ask(args, prompt)
 
     def _ask(self, args: argparse.Namespace, prompt: str) -> Any:
+        if args.each is not None or args.concurrency is not None or args.yes:
+            from ._batch_magic import run_each
+
+            return run_each(self, args, prompt)
         session = self._session(args.session)
         if not prompt.strip():
             raise UsageError("the prompt is empty: write a question in the cell")
@@ -273,6 +289,10 @@ class ClaudeMagics(Magics):
         }
         if args.replay_tools is not None:
             options["replay_tools"] = args.replay_tools
+        if args.schema is not None:
+            if args.format == "code":
+                raise UsageError("--schema answers with data, not code: drop --format code")
+            options["schema"] = args.schema  # looked up in the notebook's namespace
         from ._session import with_missing
 
         prompt, references, missing, refused = self._references(prompt, args, session)
@@ -308,7 +328,7 @@ class ClaudeMagics(Magics):
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         if args.out is not None:
-            self._shell.user_ns[args.out] = reply.text
+            self._shell.user_ns[args.out] = reply.data if args.schema else reply.text
         if args.format == "code":
             self._next_cell(reply.text)
         return None
@@ -426,39 +446,28 @@ class ClaudeMagics(Magics):
         _show(message, message)
 
     @magic_arguments
+    @argument("--dock", action="store_true",
+              help="open it beside the notebook, in JupyterLab's right-hand side area "
+                   "(needs the sidecar package; elsewhere it opens here, with a note). "
+                   "Again: the same panel comes back in a fresh side tab")
     @argument("--session", default="default", metavar="NAME")
     @line_magic
     def claude_chat(self, line: str) -> Any:
-        """Open the chat panel on a session."""
+        """Open the chat panel on a session, in the cell's output or (--dock) docked on the
+        right of JupyterLab, where it stays in view while the notebook scrolls."""
         args = parse(self.claude_chat, line)
         if getattr(self.shell, "kernel", None) is None:
             raise UsageError("%claude_chat needs a notebook front end with widgets (JupyterLab, "
                              "Notebook or VS Code); here use %claude")
+        session = self._session(args.session)
+        if args.dock:
+            from ._dock import dock
+
+            return dock(session, shell=self.shell, plots=self.plots, recorder=self.recorder,
+                        side_area=_front_end_inserts_cells(self.shell))
         from ._panel import ChatPanel
 
-        return ChatPanel(self._session(args.session), shell=self.shell, plots=self.plots,
-                         recorder=self.recorder)
-
-
-def _split_attach(spec: str) -> list[str]:
-    """Comma-separated values, keeping commas inside brackets or quotes."""
-    parts, depth, current, quote = [], 0, "", ""
-    for char in spec:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(current.strip())
-            current = ""
-            continue
-        current += char
-    parts.append(current.strip())
-    return [p for p in parts if p]
+        return ChatPanel(session, shell=self.shell, plots=self.plots, recorder=self.recorder)
 
 
 def _label(expr: str) -> str:

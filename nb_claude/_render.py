@@ -497,6 +497,11 @@ def _usage_values(session: Transcript) -> tuple[str, ...]:
     usage = total_usage(session.history)
     replies = sum(len(turn.steps) for turn in session.history)
     offline = any(turn.offline for turn in session.history)
+    side = getattr(session, "side_usage", None)  # a batch's items: counted, never turns
+    if side is not None:
+        usage = usage + side
+        replies += int(getattr(session, "side_replies", 0))
+        offline = offline or bool(getattr(session, "side_offline", False))
     cost = "n/a" if usage.cost_usd is None else f"${usage.cost_usd:.4f}" + (
         " (est., offline stand-in replies)" if offline
         else " (estimate from the price table)" if usage.estimated else "")

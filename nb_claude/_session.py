@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._stream import Reply
 
 __all__ = ["Session", "Turn", "Step", "get_session", "sessions", "recorder_for",
-           "notebook_context", "prompt_references", "context_dict"]
+           "notebook_context", "prompt_references", "context_dict", "map", "batch_view"]
 
 class _class_or_instance:
     """A method that receives the class and, when called on an instance, that instance."""
@@ -53,7 +53,12 @@ class Session(Engine):
         """Send `prompt` (with attachments) and return the reply.
 
         Options: model, max_tokens, system, stop, stream, thinking, tools,
-        tool_choice, max_steps, confirm, replay, replay_tools, namespace.
+        tool_choice, max_steps, confirm, replay, replay_tools, namespace, schema.
+        `schema` (a TypedDict, dataclass, Enum, Literal[...], pydantic model, JSON-schema
+        dict, or the name of one in `namespace`) asks for a typed answer: the reply's
+        `.data` is the validated value (None if the answer stayed invalid after one retry,
+        with `.error` saying why). It offers only its answer tool, so it goes with
+        neither tools nor thinking.
         `confirm` may be a confirmer `(name, arguments) -> bool`; the default one
         asks on the cell's stdin. In a notebook the reply is displayed as it
         streams unless display=False. `context` is the notebook context: None or
@@ -115,6 +120,22 @@ class Session(Engine):
         super()._close_turn(turn, index, view, event)
         if any(t is turn for t in self.history):
             _recorded.turn = True
+
+    # -- many items -------------------------------------------------------
+    def map(self, template: str, items: object, *, schema: object = None,
+            concurrency: int = 8, attach: object = None, confirm: bool = False,
+            system: str | None = None, model: str | None = None,
+            max_tokens: int | None = None, view: Any = None,
+            cancel: CancelToken | None = None, replay: str | None = None) -> Any:
+        """Ask `template`, filled from each item, as independent requests (see
+        `nb_claude.map`); progress shows in the notebook or terminal unless `view` is given."""
+        from ._batch import Batch
+
+        batch = Batch(self, template, items, schema=schema, attach=attach,
+                      concurrency=concurrency, system=system, model=model,
+                      max_tokens=max_tokens, replay=replay, namespace=_user_namespace())
+        return batch.run(view=view if view is not None else batch_view(), cancel=cancel,
+                         confirm=confirm)
 
     # -- export -----------------------------------------------------------
     def to_markdown(self) -> str:
@@ -267,6 +288,51 @@ def with_missing(context: dict[str, Any], missing: list[str],
 
 _sessions: dict[str, Session] = {}
 _sessions_lock = threading.Lock()
+
+
+def map(template: str, items: object, *, schema: object = None, concurrency: int = 8,
+        attach: object = None, session: Session | str | None = None, confirm: bool = False,
+        system: str | None = None, model: str | None = None, max_tokens: int | None = None,
+        view: Any = None) -> Any:
+    """Run Claude over every item: `template` filled from each DataFrame row (`{column}`),
+    Series or list value (`{}` or `{item}`) or dict (`{key}`), as concurrent, independent
+    requests sharing the session's system prompt, model and options.
+
+    Returns a DataFrame aligned with the input's index: one column per `schema` field (or
+    `reply` for plain text) plus `error`, empty when the item succeeded (a list of dicts
+    where pandas is not installed). Every answer is recorded in the replay file as it
+    arrives, so a re-run sends only what is missing. An estimate above
+    `ClaudeMagics.batch_confirm_usd` raises unless `confirm=True`. A kernel interrupt
+    stops what is in flight and returns what finished.
+    """
+    chosen = session if isinstance(session, Session) else get_session(session or "default")
+    return chosen.map(template, items, schema=schema, concurrency=concurrency, attach=attach,
+                      confirm=confirm, system=system, model=model, max_tokens=max_tokens,
+                      view=view)
+
+
+def batch_view(shell: Any = None) -> Any:
+    """The progress view for a batch: a widget bar in a notebook, a text line in a
+    terminal, nothing elsewhere."""
+    from ._batch_view import view_for
+
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return view_for(None)
+        shell = get_ipython()
+    return view_for(shell)
+
+
+def _user_namespace() -> Mapping[str, Any] | None:
+    """The notebook's variables (a schema may be given by name), if running in IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return None if shell is None else shell.user_ns
 
 
 def get_session(name: str = "default") -> Session:

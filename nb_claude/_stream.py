@@ -132,6 +132,9 @@ class Reply:
     inference_id: str = ""
     thinking_signature: str = ""
     warnings: list[str] = field(default_factory=list)
+    # A typed answer (`schema=`): the validated value, None for untyped replies. Not
+    # saved by `to_dict`: the recorded tool call is its source, and is parsed again.
+    data: Any = field(default=None, repr=False, compare=False)
     _tool_index: dict[int, ToolCall] = field(default_factory=dict, repr=False, compare=False)
     # Whether `model` is the one the service said it used, not the one asked for.
     _model_from_service: bool = field(default=False, repr=False, compare=False)

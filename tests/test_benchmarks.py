@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,16 @@ def test_saved_outputs():
     assert row["value"] == 1 and row["baseline"] > 1
 
 
+@pytest.mark.kernel
+def test_error_button_overhead():
+    module = importlib.import_module("bench_error_button")
+    assert "bench_error_button" in run_all.MODULES
+    rows = check_rows(module.run(quick=True))
+    assert [r["unit"] for r in rows] == ["ms"] * 4
+    assert rows[0]["target"] == "< 2.0 ms" and rows[0]["ok"] in (True, False)
+    assert all(r["target"] == "-" for r in rows[1:])
+
+
 def test_long_session():
     rows = check_rows(bench_spine.bench_long_session(quick=True))
     assert [r["unit"] for r in rows] == ["x", "ms", "MB"]
@@ -159,3 +170,39 @@ def test_run_all_command(tmp_path):
     rows = json.loads(out.read_text())
     assert any(r["name"].startswith("stream CPU per chunk") for r in rows)
     assert all("ok" in r for r in rows)
+
+
+def test_the_standin_command_adds_latency_to_every_request():
+    import httpx
+
+    bench_batch = importlib.import_module("bench_batch")
+    body = {"model": "anthropic/claude-opus-4-8", "max_tokens": 16,
+            "messages": [{"role": "user", "content": "Hi"}]}
+    headers = {"Authorization": "Bearer bench-key-not-secret"}
+    seconds = {}
+    for latency in (0.0, 0.4):
+        with bench_batch.standin_process(latency) as url, httpx.Client(trust_env=False) as http:
+            http.get(url + "/models", headers=headers)  # connected, not counted
+            start = time.perf_counter()
+            response = http.post(url + "/chat/completions", json=body, headers=headers)
+            seconds[latency] = time.perf_counter() - start
+            assert response.status_code == 200 and response.json()["choices"]
+    assert seconds[0.4] >= 0.4 > seconds[0.0]
+    bad = subprocess.run([sys.executable, "-m", "nb_claude.testing", "--latency", "soon"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--latency: expected seconds between 0 and 600, got 'soon'" \
+        in bad.stderr.splitlines()[-1]
+
+
+def test_batch_benchmarks_run_at_a_tiny_size():
+    bench_batch = importlib.import_module("bench_batch")
+    rows = check_rows(bench_batch.run(quick=True))
+    names = [r["name"] for r in rows]
+    assert names[0].startswith("batch of 64 at concurrency 16: wall time vs the ideal")
+    assert any("AsyncOpenAI" in n for n in names)  # openai is in the test extra
+    reruns = [r for r in rows if r["name"].startswith("re-running")]
+    assert len(reruns) == 2 and all(r["ok"] for r in reruns)  # tiny files replay at once
+    memory = rows[-1]
+    assert memory["name"].startswith("memory of 2,000 finished short answers")
+    assert 0 < memory["value"] < 100 and memory["ok"]
+    assert "bench_batch" in run_all.MODULES

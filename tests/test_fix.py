@@ -111,17 +111,38 @@ def test_a_key_error_on_a_dataframe(ip: Any, recorder: ContextRecorder, sales: N
     assert "ONE fenced ```python code block" in prompt
 
 
-def test_the_failing_line_is_found_when_the_user_frame_was_not_kept(
+def test_the_default_recorder_keeps_the_user_frame_of_an_error_deep_in_pandas(
         ip: Any, default_recorder: ContextRecorder, sales: None) -> None:
-    """The recorder keeps the last three frames by default: pandas' own, here. The names
-    then come from the whole cell."""
+    """The recorder keeps three frames by default: the cell's own among them, however deep
+    in pandas the error was raised, so the failing line (and its names) is known."""
     record = run(ip, default_recorder, 'total = 1\ndf.groupby("regoin").revenue.mean()')
     assert record.error is not None
-    assert not any(frame.lstrip().startswith("In [") for frame in record.error.frames)
+    frames = record.error.frames
+    assert len(frames) == 3
+    n = record.execution_count
+    assert frames[0].startswith(f"  In [{n}], line 2, in <module>")
+    assert all(frame.lstrip().startswith("pandas/") for frame in frames[1:])
+    request = fix_prompt(record, namespace=ip.user_ns)
+    assert request.variables == ("df",)
+    assert "Variables named in the failing line" in request.prompt
+    assert "KeyError: 'regoin'" in request.prompt
+
+
+def test_the_cell_frame_is_found_without_it_when_only_library_frames_were_kept(
+        ip: Any, sales: None) -> None:
+    """With one frame kept, it is where the error was raised (pandas'): the names then come
+    from the whole cell."""
+    one = ContextRecorder(ip, max_frames=1)
+    one.register()
+    try:
+        record = run(ip, one, 'total = 1\ndf.groupby("regoin").revenue.mean()')
+    finally:
+        one.unregister()
+    assert record.error is not None and len(record.error.frames) == 1
+    assert record.error.frames[0].lstrip().startswith("pandas/")
     request = fix_prompt(record, namespace=ip.user_ns)
     assert request.variables == ("total", "df")
     assert "Variables named in the failing cell" in request.prompt
-    assert "KeyError: 'regoin'" in request.prompt
 
 
 def test_a_name_error(ip: Any, recorder: ContextRecorder) -> None:

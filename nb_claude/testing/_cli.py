@@ -9,6 +9,16 @@ import time
 from ._server import DEMO_KEY, StandInServer
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 600, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the stand-in until interrupted.
 
@@ -23,9 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed for the stream quirks")
     parser.add_argument("--no-quirks", action="store_true",
                         help="plain streams: no split writes, keepalives or odd line endings")
+    parser.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS",
+                        help="seconds added to every chat request before it is answered, as a "
+                             "distant service would (default: 0)")
     args = parser.parse_args(argv)
     server = StandInServer(seed=args.seed, quirks=not args.no_quirks, host=args.host,
-                           port=args.port).start()
+                           port=args.port, latency=args.latency).start()
     sys.stdout.write(f"{server.url}\n"
                      "# Offline stand-in serving; Ctrl-C stops it. Set these where Jupyter or "
                      f"IPython starts (any key works, e.g. offline or {DEMO_KEY}):\n"

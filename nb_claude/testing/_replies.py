@@ -7,6 +7,7 @@ cost that the JSON and SSE writers share.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -111,7 +112,13 @@ def _describe_content(content: Any) -> str:
 
 
 def _default_reply(body: dict[str, Any]) -> tuple[str, str | None, str]:
-    """The deterministic echo answer: (text, thinking, finish reason)."""
+    """The deterministic echo answer: (text, thinking, finish reason).
+
+    A request that forces a tool is answered with a call of it instead: no text, and
+    `_plan` makes the call's arguments from the tool's input schema.
+    """
+    if _forced_tool(body) is not None:
+        return "", None, "tool_calls"
     messages = body["messages"]
     roles = [m.get("role", "?") for m in messages]
     last = next((m for m in reversed(messages) if m.get("role") in ("user", "tool")), messages[-1])
@@ -172,9 +179,148 @@ def _fragments(text: str, rng: random.Random, quirks: bool) -> list[str]:
     return out or [""]
 
 
+# --- a forced tool's call -----------------------------------------------------------------
+
+def _tool_name(tool: dict[str, Any]) -> str:
+    return str(tool.get("name") or (tool.get("function") or {}).get("name") or "")
+
+
+def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool the request forces: a named `tool_choice`, or the first tool for
+    "required"/"any". None without one, or with thinking on (Claude then forces nothing)."""
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    thinking = body.get("thinking")
+    if not tools or (isinstance(thinking, dict)
+                     and thinking.get("type") in ("enabled", "adaptive")):
+        return None
+    choice = body.get("tool_choice")
+    if choice in ("required", "any") or (isinstance(choice, dict)
+                                         and choice.get("type") == "any"):
+        return tools[0]
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") or choice.get("name")
+        return next((t for t in tools if _tool_name(t) == name), None)
+    return None
+
+
+def forced_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The stand-in's call of the forced tool: arguments that fit its input schema, made
+    deterministically from the schema and the request (an enum's member by a hash of it)."""
+    tool = _forced_tool(body)
+    if tool is None:
+        return None
+    schema = tool.get("input_schema") or (tool.get("function") or {}).get("parameters") or {}
+    digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True,
+                                       default=str).encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    arguments = example_value(schema, rng, schema) if isinstance(schema, dict) else {}
+    return {"name": _tool_name(tool), "arguments": arguments if isinstance(arguments, dict)
+            else {}}
+
+
+_WORDS = ("clear", "short", "answer", "made", "offline", "by", "the", "stand-in", "for",
+          "this", "request", "value")
+_FORMATS = {"date": "2024-05-17", "date-time": "2024-05-17T12:30:00+00:00", "time": "12:30:00",
+            "email": "someone@example.com", "uri": "https://example.com/item",
+            "uuid": "12345678-1234-5678-1234-567812345678"}
+
+
+def _resolve(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with a local `$ref` and `allOf` folded in."""
+    if not isinstance(schema, dict):
+        return {}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        schema = {**_resolve(target, root), **{k: v for k, v in schema.items() if k != "$ref"}}
+    for part in schema.get("allOf") or ():
+        schema = {**_resolve(part, root), **{k: v for k, v in schema.items() if k != "allOf"}}
+    return schema
+
+
+def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | float:
+    low = schema.get("minimum", schema.get("exclusiveMinimum", -math.inf))
+    high = schema.get("maximum", schema.get("exclusiveMaximum", math.inf))
+    if "exclusiveMinimum" in schema and "minimum" not in schema:
+        low += 1 if integer else 1e-6
+    if "exclusiveMaximum" in schema and "maximum" not in schema:
+        high -= 1 if integer else 1e-6
+    low = low if math.isfinite(low) else min(0, high - 100 if math.isfinite(high) else 0)
+    high = high if math.isfinite(high) else max(low + 100, 100)
+    if integer:
+        return rng.randint(math.ceil(low), max(math.ceil(low), math.floor(high)))
+    value = round(rng.uniform(low, high), 2)
+    return value if low <= value <= high else low
+
+
+def _text(schema: dict[str, Any], rng: random.Random) -> str:
+    if schema.get("format") in _FORMATS:
+        return _FORMATS[schema["format"]]
+    text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(2, 5)))
+    low, high = schema.get("minLength", 0), schema.get("maxLength", len(text))
+    while len(text) < low:
+        text += " " + rng.choice(_WORDS)
+    return text[:max(high, low)]
+
+
+def example_value(schema: Any, rng: random.Random, root: dict[str, Any], depth: int = 0
+                  ) -> Any:
+    """A value that fits `schema`: enums, text, numbers, booleans, arrays, nested objects."""
+    schema = _resolve(schema, root)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return rng.choice(schema["enum"])
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list) and options:
+        filled = [o for o in options if _resolve(o, root).get("type") != "null"] or options
+        return example_value(rng.choice(filled), rng, root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), kind[0] if kind else None)
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema \
+            else "string"
+    if kind == "object":
+        props = schema.get("properties") or {}
+        required = set(schema.get("required") or ())
+        value = {key: example_value(sub, rng, root, depth + 1) for key, sub in props.items()
+                 if key in required or depth < 4}
+        extra = schema.get("additionalProperties")
+        if not props and isinstance(extra, dict) and depth < 4:
+            value["example"] = example_value(extra, rng, root, depth + 1)
+        return value
+    if kind == "array":
+        prefix = schema.get("prefixItems") or []
+        low = max(schema.get("minItems", 0), len(prefix))
+        high = min(schema.get("maxItems", low + 3), low + 3)
+        items = [example_value(p, rng, root, depth + 1) for p in prefix]
+        for _ in range(40):
+            if len(items) >= (rng.randint(low, max(low, high)) if depth < 4 else low):
+                break
+            item = example_value(schema.get("items", {}), rng, root, depth + 1)
+            if not schema.get("uniqueItems") or item not in items:
+                items.append(item)
+        return items
+    if kind in ("integer", "number"):
+        return _number(schema, rng, kind == "integer")
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    return _text(schema, rng)
+
+
 def _plan(body: dict[str, Any], script: _Script, rng: random.Random) -> dict[str, Any]:
     """Everything both reply shapes need, decided once (ids, usage, cost)."""
     calls = []
+    if not script.tool_calls and script.priced and not script.text \
+            and script.finish_reason == "tool_calls":
+        forced = forced_call(body)  # the default reply to a forced tool (`_default_reply`)
+        if forced is not None:
+            script = _Script(**{**vars(script), "tool_calls": [forced]})
     for call in script.tool_calls:
         arguments = call.get("arguments", {})
         if not isinstance(arguments, str):

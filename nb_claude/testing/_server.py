@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ._replies import FAULT_TEXT, _default_reply, _pieces, _plan, _Script
+from ._rules import Rules
 from ._validate import MAX_REQUEST_BYTES, MODEL_IDS, _Rejected, _short, _validate
 from ._writers import (
     _ERROR_TYPES,
@@ -134,6 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
                                       {k.lower(): v for k, v in self.headers.items()}, body, raw))
         self.rng = owner._next_rng()
         self._started = False
+        owner._rules.enter()
         try:
             self._answer(owner, body, size, bad_json)
         except _Stop:
@@ -146,6 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
             self._error(500, f"stand-in server error: {type(exc).__name__}: {exc}", "api_error")
             raise
+        finally:
+            owner._rules.leave()
 
     def _answer(self, owner: StandInServer, body: Any, size: int, bad_json: Any) -> None:
         path = self.path.split("?")[0].rstrip("/")
@@ -168,6 +172,12 @@ class _Handler(BaseHTTPRequestHandler):
             _validate(body, owner.model_ids)
         except _Rejected as exc:
             return self._error(exc.status, exc.message, exc.error_type)
+        self._wait(owner.latency)
+        rule = owner._rules.answer_for(body)
+        if rule is not None:
+            status, message, headers = rule
+            error_type, _ = _ERROR_TYPES.get(status, ("api_error", "Error"))
+            return self._error(status, message, error_type, headers=headers)
         script = owner._take()
         if script is None:
             text, thinking, finish = _default_reply(body)
@@ -312,12 +322,18 @@ class StandInServer:
     without using the queue); with the queue empty it answers with a
     deterministic, clearly labelled echo of the request. Unknown models get
     404 (`not_found_error`), like the service's own model check.
+
+    For concurrent clients: `latency` (seconds added to every valid chat request; a
+    settable attribute), rules for any request (`fail_when`, `rate_limit`), `max_in_flight`.
     """
 
     def __init__(self, *, seed: int = 0, quirks: bool = True, api_key: str | None = None,
                  model_ids: tuple[str, ...] = MODEL_IDS, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, latency: float = 0.0) -> None:
         self.seed = seed
+        self.latency = float(latency)
+        self._latency = self.latency
+        self._rules = Rules()
         self.quirks = quirks
         self.model_ids = tuple(model_ids)
         self.host = host
@@ -377,10 +393,13 @@ class StandInServer:
         self.stop()
 
     def reset(self) -> None:
-        """Forget scripted answers and recorded requests."""
+        """Forget scripted answers, rules and recorded requests; `max_in_flight` starts
+        again from 0 and `latency` goes back to the value given to the constructor."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self.latency = self._latency
+        self._rules.reset()
 
     def pending(self) -> int:
         """How many scripted answers are still queued."""
@@ -417,6 +436,12 @@ class StandInServer:
             fragmented=fragmented, finish_reason=finish_reason, usage=usage, usd_spent=usd_spent,
             chunks=chunks, delay=delay, first_byte_delay=first_byte_delay, split=split,
             line_ending=line_ending, done=done, keepalive=keepalive, model=model))
+
+    def fix_reply(self, explanation: str, code: str, **options: Any) -> StandInServer:
+        """Queue what a fix request asks for: an explanation and one ```python block holding
+        the fixed cell (`reply`'s options apply)."""
+        return self.reply(f"{explanation.strip()}\n\n```python\n{code.strip(chr(10))}\n```\n",
+                          **options)
 
     def fault(self, status: int, message: str | None = None, *, envelope: str = "service",
               upstream_status: int | None = None,
@@ -474,6 +499,30 @@ class StandInServer:
     def truncate(self, after_chunks: int = 2, text: str = FAULT_TEXT) -> StandInServer:
         """Queue a reply whose stream ends cleanly after N chunks, with no finish chunk."""
         return self._push(_Script(text=text, inject="truncate", after=after_chunks))
+
+    # -- rules: they apply to any request, in any order ---------------------
+
+    def fail_when(self, text: str, status: int = 500, message: str | None = None
+                  ) -> StandInServer:
+        """Answer HTTP `status` (in the service's envelope, with `message`) to every valid
+        chat request whose last user message contains `text`, until `reset()`.
+
+        Unlike the queue, a rule does not depend on the order requests arrive in, so it
+        can fail one item of a concurrent batch. Rules are checked before the queue.
+        """
+        self._rules.fail_when(text, status, message or "")
+        return self
+
+    def rate_limit(self, seconds: float, retry_after: float = 1) -> StandInServer:
+        """Answer 429 with a `Retry-After: retry_after` header to every valid chat request
+        that arrives during the next `seconds`, as a rate-limited service does."""
+        self._rules.rate_limit(seconds, retry_after)
+        return self
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at once since the last `reset()`."""
+        return self._rules.max_in_flight
 
     # -- used by the handler -----------------------------------------------
 
