@@ -284,7 +284,7 @@ def fix_prompt(record: CellRecord, *, namespace: Mapping[str, object],
         line = _failing_line(record, frames)
         chosen = _variables(_names_on_line(record.code, line), namespace,
                             budget=variable_budget, limit=max_variables,
-                            key_error=error.type == "KeyError")
+                            key_error=error.type in ("KeyError", "AttributeError"))
         if chosen:
             where = "the failing line" if line is not None else "the failing cell"
             parts.append(f"Variables named in {where}, as they are now:\n\n"

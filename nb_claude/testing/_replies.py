@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from ._fix_guess import fix_guess
 from ._validate import MAX_OUTPUT_TOKENS
 
 CREDITS_PER_USD = 2_000_000  # the ratio seen in every recorded meta.usage
@@ -144,6 +145,9 @@ def _default_reply(body: dict[str, Any]) -> tuple[str, str | None, str]:
         clauses.append(f"stop sequences: {len(stops)}")  # not quoted: they would stop the echo
     clauses.append(f"max_tokens: {body.get('max_tokens', MAX_OUTPUT_TOKENS)}")
     text = f"{DEFAULT_REPLY_LABEL} " + "; ".join(clauses) + "."
+    guess = fix_guess(body)  # a fix request it can answer from the request alone
+    if guess is not None:
+        text, thinking = f"{DEFAULT_REPLY_LABEL} {guess}", None
     finish = "stop"
     for stop in stops:
         if stop in text:
