@@ -15,6 +15,7 @@ import html
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -222,6 +223,7 @@ class FixButton(widgets.VBox):
         from ._capture import recorder_for
         from ._client import CancelToken
         from ._fix_flow import fix_request
+        from ._interrupts import on_interrupt
         from ._session import get_session
 
         try:
@@ -247,9 +249,10 @@ class FixButton(widgets.VBox):
         self.view = FixView(self.explanation, session.settings.updates_per_second)
         self._token = token = CancelToken()
         self.children = (self.ask_button, self.explanation, self.stop_button)
+        forget = on_interrupt(self._stop, getattr(self.shell, "kernel", None))
         self._thread = threading.Thread(
             target=self._run, args=(session, request.prompt, context, record.code, token,
-                                    on_sent),
+                                    on_sent, forget),
             name=f"nb_claude-fix-{self.number}", daemon=True)
         self._thread.start()
 
@@ -267,7 +270,7 @@ class FixButton(widgets.VBox):
 
     # -- the request (a worker thread) ------------------------------------------
     def _run(self, session: Any, prompt: str, context: dict[str, Any], old: str, token: Any,
-             on_sent: Any) -> None:
+             on_sent: Any, forget: Callable[[], None] = lambda: None) -> None:
         try:
             reply = session.ask(prompt, source="fix", view=self.view, display=False,
                                 label=f"fix [{self.number}]", context=context,
@@ -281,6 +284,7 @@ class FixButton(widgets.VBox):
             self._failed(f"unexpected {type(exc).__name__}: see the kernel log")
             return
         finally:
+            forget()
             with self._lock:
                 self._token = None
             self._remove(self.stop_button)

@@ -336,9 +336,12 @@ class ChatPanel(widgets.VBox):
 
         token = CancelToken()
         self._token = token
+        from ._interrupts import on_interrupt
+
+        forget = on_interrupt(self._stop, getattr(self.shell, "kernel", None))
         thread = threading.Thread(target=self._run,
                                   args=(sent, attach, self.model.value, token, prompt, context,
-                                        on_sent),
+                                        on_sent, forget),
                                   name=f"nb_claude-panel-{self.session.name}", daemon=True)
         self._thread = thread
         self.bar.set_busy(replying=True, sending=True)
@@ -364,7 +367,8 @@ class ChatPanel(widgets.VBox):
 
     def _run(self, prompt: str, attach: list[Any], model: str, token: Any,
              typed: str | None = None, context: dict[str, Any] | None = None,
-             on_sent: Callable[[], None] | None = None) -> None:
+             on_sent: Callable[[], None] | None = None,
+             forget: Callable[[], None] = lambda: None) -> None:
         try:
             self.session.ask(prompt, attach=attach, model=model, display=False, source="panel",
                              cancel=token, context=context, on_sent=on_sent)
@@ -377,6 +381,7 @@ class ChatPanel(widgets.VBox):
             self.bar.clear(typed if typed is not None else prompt)
             self.picker.clear()
         finally:
+            forget()
             with self._lock:
                 if self._token is token:
                     self._token = None

@@ -200,3 +200,30 @@ def test_a_claude_fix_cell_replays_offline_in_strict_mode(tmp_path):
     fix_cell = second.cells[3].outputs
     assert any("replayed" in o.get("data", {}).get("text/markdown", "") for o in fix_cell)
     assert any(FIXED in o.get("data", {}).get("text/plain", "") for o in fix_cell)  # the diff
+
+
+def test_the_kernels_interrupt_button_stops_a_streaming_fix(kernel, standin, monkeypatch):
+    """Between cells ipykernel ignores SIGINT; a reply streaming in a thread still hears it."""
+    result, models, box, button = fail(kernel)
+    route = kernel._route
+
+    def also_widgets(msg: dict[str, Any]) -> None:
+        models.feed(msg)
+        route(msg)
+
+    monkeypatch.setattr(kernel, "_route", also_widgets)
+    standin.reply(chunks=[f"word{i} " for i in range(100)], delay=0.1)
+
+    def shown() -> str:
+        outputs = (models.of(box, "nbc-fix-reply") or {}).get("outputs") or [{}]
+        return outputs[-1].get("data", {}).get("text/markdown", "")
+
+    click(kernel, button)
+    watch(kernel, models, lambda: "word2" in shown())
+    kernel.interrupt()  # the kernel is idle: its main thread runs no cell
+    watch(kernel, models, lambda: models.of(box, "nbc-fix-stop") is None, timeout=10)
+    assert "interrupted" in shown() and "word99" not in shown()
+    turn = kernel.execute("import nb_claude; t = nb_claude.get_session().history[-1]; "
+                          "print(t.source, t.reply.interrupted)")
+    assert turn.error is None and turn.stream() == "fix True\n"
+    assert kernel.execute("6 * 7").data("text/plain") == ["42"]  # the kernel lives on
