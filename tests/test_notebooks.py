@@ -17,7 +17,10 @@ ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
 
 def errors(nb) -> list[str]:
+    """Errors of cells not tagged `raises-exception` (a cell that fails on purpose, to show
+    the Ask Claude button and %claude_fix)."""
     return [f"{o.get('ename')}: {o.get('evalue')}" for cell in nb.cells
+            if "raises-exception" not in cell.get("metadata", {}).get("tags", [])
             for o in cell.get("outputs", []) if o.get("output_type") == "error"]
 
 
