@@ -205,9 +205,7 @@ class Engine:
         answer = _answer_for(schema, opts, options.get("namespace"))
         turn = Turn(_clean(prompt), self.attachments(attach), context=dict(context or {}))
         _, base = self._base(cell_id)
-        body = opts.body(wire_messages(base, turn))
-        if answer is not None:
-            body = answer.apply(body)
+        body = _body(opts, answer, base, turn)
         body["stream"] = opts.stream
         return body
 
@@ -306,7 +304,7 @@ class Engine:
         from ._inputs import Provenance, cell_identity, turn_inputs
 
         tool_map = {t.name: t for t in opts.tools}
-        prior = wire_messages(base)
+        prior = _body(opts, answer, base)["messages"]
         turn.inputs = turn_inputs(turn, opts.body(prior), prior)
         provenance = Provenance(turn.inputs, cell_identity(
             cell_id=turn.cell_id, label=label, session=self.name, position=len(base)))
@@ -319,9 +317,7 @@ class Engine:
 
         steps = opts.max_steps if answer is None else 2  # a typed answer: one retry
         for step_number in range(steps):
-            body = opts.body(wire_messages(base, turn))
-            if answer is not None:
-                body = answer.apply(body)
+            body = _body(opts, answer, base, turn)
             step = Step(Reply(model=opts.model))
             turn.steps.append(step)
             last = step_number == steps - 1
@@ -415,6 +411,19 @@ class Engine:
                                               transport=self.transport)}
             client = self._clients[identity]
         return client
+
+
+def _body(opts: Options, answer: Answer | None, base: list[Turn], turn: Turn | None = None
+          ) -> dict[str, Any]:
+    """One request's body (`base`'s messages alone without `turn`). Its history carries
+    tool blocks natively only when the body defines tools (Claude refuses them
+    otherwise): a plain prompt after a turn that called tools, or after a typed answer's
+    retry, sends those calls and results as text."""
+    body = opts.body([])
+    if answer is not None:
+        body = answer.apply(body)
+    body["messages"] = wire_messages(base, turn, tools=bool(body.get("tools")))
+    return body
 
 
 def _answer_for(schema: object, opts: Options, namespace: Mapping[str, object] | None

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._stream import Reply, Usage
-from ._wire import as_blocks, assistant_blocks, simplify, tool_result_block, user_content
+from ._wire import (
+    as_blocks,
+    assistant_blocks,
+    simplify,
+    tool_blocks_as_text,
+    tool_result_block,
+    user_content,
+)
 
 if TYPE_CHECKING:
     from ._content import Attachment
@@ -204,11 +211,16 @@ def _turn_messages(turn: Turn, *, pending: bool) -> list[dict[str, Any]]:
     return messages
 
 
-def wire_messages(history: Iterable[Turn], pending: Turn | None = None) -> list[dict[str, Any]]:
+def wire_messages(history: Iterable[Turn], pending: Turn | None = None, *,
+                  tools: bool = True) -> list[dict[str, Any]]:
     """The `messages` of a request: the history, then the turn being asked, if any.
 
     One alternating user/assistant list (same-role neighbours merged), so a turn
     interrupted in its tools, which ends on a user message, still alternates.
+    `tools`: whether the request defines tools. Claude refuses `tool_use` and
+    `tool_result` blocks in a request that defines none, so without tools earlier
+    calls and results go as text that says what happened (results cut as a tool's
+    own result is); with tools they go as the native blocks.
     """
     merged: list[dict[str, Any]] = []
     every = [m for turn in history for m in turn.wire()]
@@ -221,7 +233,11 @@ def wire_messages(history: Iterable[Turn], pending: Turn | None = None) -> list[
                           + as_blocks(message["content"])}
         else:
             merged.append(message)
-    return merged
+    if tools:
+        return merged
+    from ._tool_results import TOOL_RESULT_BUDGET, _truncate
+
+    return tool_blocks_as_text(merged, lambda text: _truncate(text, TOOL_RESULT_BUDGET))
 
 
 def total_usage(turns: Sequence[Turn]) -> Usage:

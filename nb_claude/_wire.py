@@ -9,7 +9,9 @@ written. Pure: it imports no other nb_claude module but the reply type.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["attachment_block", "user_content", "assistant_blocks", "simplify", "as_blocks",
            "tool_definition", "tool_choice", "tool_result_block", "thinking_option",
-           "request_body"]
+           "request_body", "tool_blocks_as_text"]
 
 Block = dict[str, Any]
 Content = str | list[Block]
@@ -139,6 +141,62 @@ def simplify(blocks: list[Block]) -> Content:
 
 def as_blocks(content: Content) -> list[Block]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+# --- tool blocks in a request that defines no tools -----------------------------------
+
+_TOOL_BLOCKS = ("tool_use", "tool_result")
+
+
+def tool_blocks_as_text(messages: list[Block], cut: Callable[[str], str]) -> list[Block]:
+    """`messages` with every `tool_use` and `tool_result` block written as a text block.
+
+    Claude refuses tool blocks in a request that defines no tools, so such a request
+    tells the model what was called and what came back in words: `[called tool `f`
+    with {json}]`, `[tool result for `f`: "json string"]`. The result is a JSON string
+    (cut by `cut` first), so no result can end the bracket early and pose as a call;
+    images and documents a tool returned are named, not sent again.
+    """
+    if not any(isinstance(b, dict) and b.get("type") in _TOOL_BLOCKS
+               for m in messages if isinstance(m["content"], list) for b in m["content"]):
+        return messages
+    names: dict[str, str] = {}
+    converted: list[Block] = []
+    for message in messages:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [_tool_block_text(b, names, cut) for b in content]
+        converted.append({**message, "content": content})
+    return converted
+
+
+def _tool_block_text(block: Block, names: dict[str, str], cut: Callable[[str], str]) -> Block:
+    kind = block.get("type")
+    if kind == "tool_use":
+        name = _tool_name(block.get("name"))
+        names[str(block.get("id"))] = name
+        arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+        return {"type": "text", "text": f"[called tool `{name}` with {arguments}]"}
+    if kind != "tool_result":
+        return block
+    name = names.get(str(block.get("tool_use_id")), "tool")
+    inner = block.get("content", "")
+    text = inner if isinstance(inner, str) else "\n".join(_part_text(p) for p in inner)
+    error = " (error)" if block.get("is_error") else ""
+    return {"type": "text", "text": f"[tool result for `{name}`{error}: "
+                                    f"{json.dumps(cut(text), ensure_ascii=False)}]"}
+
+
+def _tool_name(name: object) -> str:
+    """A tool name as the marker shows it: no backtick, bracket or newline can slip in."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name or "tool"))[:128] or "tool"
+
+
+def _part_text(part: object) -> str:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text" and isinstance(part, dict):
+        return str(part.get("text", ""))
+    return f"[{kind if kind in ('image', 'document') else 'content'}]"
 
 
 # --- the request's options ------------------------------------------------------------

@@ -196,7 +196,7 @@ def test_an_interrupted_tool_answers_every_call_truthfully(run, server, lookup):
         assert results[1].content.startswith("stuck was interrupted while running")
         assert results[2].content == "not run: interrupted"
         server.reply("after")
-        run("%%claude\nAfter")
+        run("%%claude --tools lookup,stuck\nAfter")  # with tools: the native blocks go back
         messages = server.requests[-1].body["messages"]
         uses = [b["id"] for b in messages[1]["content"] if b["type"] == "tool_use"]
         answers = [b["tool_use_id"] for b in messages[2]["content"] if b["type"] == "tool_result"]

@@ -92,7 +92,7 @@ def test_max_steps_stops_the_loop_and_says_so(run, server, tools_ready):
     assert len(server.requests) == 2
     assert "stopped after 2 tool steps" in cell.markdown and "not run" in cell.markdown
     server.reply("fine")
-    run("%%claude\nnext")
+    run("%%claude --tools all\nnext")  # with tools, so the history keeps its tool blocks
     messages = server.requests[-1].body["messages"]
     # the unanswered calls of the last step are never sent back
     sent_ids = [b["id"] for m in messages if isinstance(m["content"], list)
@@ -122,7 +122,7 @@ def test_interrupt_inside_a_tool_leaves_a_consistent_history(run, server, tools_
     turn = nb_claude.get_session().history[-1]
     assert turn.interrupted
     server.reply("after")
-    run("%%claude\nAfter")
+    run("%%claude --tools slow\nAfter")  # with tools, so the history keeps its tool blocks
     messages = server.requests[-1].body["messages"]
     # The interrupted call is answered truthfully, so no tool_use is left unanswered.
     assert messages[1]["content"][1]["id"] == "call_s"

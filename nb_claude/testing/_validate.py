@@ -21,6 +21,8 @@ MANY_IMAGES = 20  # above this many images a request, each side is limited to 20
 MANY_IMAGES_PIXELS = 2000
 MAX_OUTPUT_TOKENS = 128_000
 MIN_THINKING_BUDGET = 1024
+# Claude's own wording, passed on by the service, for tool blocks in a request without tools.
+NO_TOOLS_DEFINED = "Requests which include tool_use or tool_result blocks must define tools."
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 _NATIVE_ONLY = {"image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking"}
@@ -74,6 +76,22 @@ def _validate(body: Any, model_ids: tuple[str, ...]) -> None:
         raise _Rejected(400, "system: must be a string")
     _check_tools(body.get("tools"), body.get("tool_choice"))
     _check_messages(messages)
+    if not body.get("tools") and _has_tool_blocks(messages):
+        raise _Rejected(400, NO_TOOLS_DEFINED)
+
+
+def _has_tool_blocks(messages: list[Any]) -> bool:
+    """Whether the messages carry tool calls or results: native blocks, or the OpenAI
+    shape's `tool_calls` and `tool` messages, which the service turns into those blocks."""
+    for message in messages:
+        if message.get("role") == "tool" or message.get("tool_calls"):
+            return True
+        content = message.get("content")
+        if isinstance(content, list) and any(
+                isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result")
+                for b in content):
+            return True
+    return False
 
 
 def _check_thinking(thinking: Any, max_tokens: int) -> None:
