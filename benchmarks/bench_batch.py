@@ -10,16 +10,14 @@ The stand-in serves from its own process, so the CPU figures are the client's al
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from bench_spine import BENCH_KEY, _settings, row, skipped  # noqa: E402
+from bench_spine import BENCH_KEY, _settings, row, skipped, standin_process  # noqa: E402
 
 __all__ = ["run", "bench_batch_speed", "bench_batch_memory", "standin_process", "items",
            "TEMPLATE"]
@@ -49,25 +47,6 @@ def items(count: int) -> list[str]:
              "It is fine, nothing special", "Stopped working after a week",
              "Great value for the price", "The colour is not what the photo shows")
     return [f"#{i}: {moods[i % len(moods)]}." for i in range(count)]
-
-
-@contextlib.contextmanager
-def standin_process(latency: float = 0.0) -> Iterator[str]:
-    """The stand-in served by its own process (never competing for this one's GIL or CPU
-    clock), adding `latency` seconds to every chat request; yields its base URL."""
-    process = subprocess.Popen([sys.executable, "-m", "nb_claude.testing", "--no-quirks",
-                                "--latency", str(latency)],
-                               stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the stand-in did not start: {url!r}")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _session(url: str, replay_path: Path, *, mode: str = "auto", transport: Any = None) -> Any:

@@ -40,6 +40,7 @@ __all__ = [
     "bench_saved_outputs",
     "bench_long_session",
     "service_stream",
+    "standin_process",
 ]
 
 BENCH_KEY = "bench-key-not-secret"
@@ -373,9 +374,11 @@ class _FirstUpdate:
 
 
 @contextlib.contextmanager
-def _standin_process() -> Iterator[str]:
-    """The stand-in served by its own process, so it never competes for this one's GIL."""
-    process = subprocess.Popen([sys.executable, "-m", "nb_claude.testing", "--no-quirks"],
+def standin_process(latency: float = 0.0) -> Iterator[str]:
+    """The stand-in served by its own process (never competing for this one's GIL or CPU
+    clock), adding `latency` seconds to every chat request; yields its base URL."""
+    process = subprocess.Popen([sys.executable, "-m", "nb_claude.testing", "--no-quirks",
+                                "--latency", str(latency)],
                                stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -399,7 +402,7 @@ def bench_first_byte(quick: bool = False) -> list[dict[str, Any]]:
     repeat = 5 if quick else 200
     ours: list[float] = []
     base: list[float] = []
-    with _standin_process() as url, _settings(replay_mode="off"):
+    with standin_process() as url, _settings(replay_mode="off"):
         session = Session("bench-ttfb", config=Settings(base_url=url, replay_mode="off",
                                                         max_retries=0))
         http = httpx.Client(trust_env=False)

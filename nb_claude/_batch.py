@@ -9,17 +9,27 @@ front ends: progress goes to a `view` the caller passes (or None).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._batch_gate import Appender, Gate
-from ._batch_items import Estimate, Items, make_items, request_tokens, table
+from ._batch_items import (
+    Estimate,
+    Items,
+    answer_for,
+    make_items,
+    merged,
+    replay_file,
+    request_tokens,
+    table,
+)
 from ._config import redact
-from ._errors import Cancelled, ConfigError, NbClaudeError, ReplayMissError
+from ._errors import APIStatusError, Cancelled, ConfigError, NbClaudeError, ReplayMissError
 from ._stream import Reply, Usage
 
 if TYPE_CHECKING:
@@ -37,6 +47,7 @@ NOT_RUN = "not run: stopped"
 _SAMPLE = 50  # items whose requests the cost estimate measures
 _PLAIN_OUTPUT_GUESS = 300  # output tokens a plain-text item is assumed to use, at most
 _THROTTLED = frozenset({429, 529})
+REQUEUES = 3  # times an item still refused for a rate limit goes back in the queue
 _UPDATE_EVERY = 0.1  # seconds between view updates
 
 
@@ -56,7 +67,9 @@ class Progress:
     elapsed: float
     rate: float  # items per second over the run so far (sent items)
     eta: float | None  # seconds
-    state: str  # "running" | "finished" | "stopped"
+    state: str  # "running" | "finished" | "stopped" | "failed"
+    estimated: bool = False  # the cost is an estimate (a price table, or the stand-in)
+    sent: int = 0  # requests sent to the service (not replayed)
 
 
 class BatchView(Protocol):
@@ -85,7 +98,7 @@ class Batch:
         self.items: Items = make_items(template, items, attach)
         self.opts: Options = engine.options(model=model, max_tokens=max_tokens, system=system,
                                             stream=False, replay=replay)
-        self.answer = _answer_for(schema, namespace)
+        self.answer = answer_for(schema, namespace)
         self.cell = {"id": cell_id, "label": label, "session": engine.name, "position": None,
                      "step": None}
         n = len(self.items)
@@ -98,6 +111,9 @@ class Batch:
         self.finished = bytearray(n)  # 1 once an item has its value or its error
         # (position, replay key, whether the replay file was searched for it) still to send
         self.pending: list[tuple[int, str, bool]] = []
+        self._todo: deque[tuple[int, str, bool]] = deque()
+        self._requeued: dict[int, int] = {}  # position -> times put back after a rate limit
+        self._converted: dict[int, list[Any]] = {}  # a pending item's attachments, converted
         self.notes: list[str] = []
         self.usage = Usage()
         self.sent = 0  # requests sent (not replayed)
@@ -106,20 +122,23 @@ class Batch:
         self._lock = threading.Lock()
         self._tokens: set[CancelToken] = set()
         self._estimate: Estimate | None = None
-        self._file = _replay_file(self.cfg.replay_path) if self.opts.replay != "off" else None
+        self._file = replay_file(self.cfg.replay_path) if self.opts.replay != "off" else None
         self._client: Client | None = None
         self._appender: Appender | None = None
         self._started = 0.0
         self._gate = Gate(concurrency)
         self._halted = False
+        self._settled = False
         self.state, self.last_note = "", ""
 
     def __repr__(self) -> str:
         return f"Batch(items={len(self.items)}, done={self.done}, pending={len(self.pending)})"
 
     # -- one item's request ---------------------------------------------------
-    def request(self, position: int) -> tuple[dict[str, Any], list[Any]]:
-        """Item `position`'s request body and attachments; ConfigError if it cannot be made."""
+    def request(self, position: int, attachments: list[Any] | None = None
+                ) -> tuple[dict[str, Any], list[Any]]:
+        """Item `position`'s request body and attachments (converted here unless given);
+        ConfigError if it cannot be made."""
         from ._wire import user_content
 
         try:
@@ -127,8 +146,9 @@ class Batch:
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"the template could not be filled: {type(exc).__name__}: "
                               f"{_line(exc)}") from None
-        attachments = self.engine.attachments(self.items.attach(position), alone=True) \
-            if self.items.attaches else []
+        if attachments is None:
+            attachments = self.engine.attachments(self.items.attach(position), alone=True) \
+                if self.items.attaches else []
         body = self.opts.body([{"role": "user", "content": user_content(prompt, attachments)}])
         if self.answer is not None:
             body = self.answer.apply(body)  # the answer tool, forced; no thinking
@@ -145,7 +165,7 @@ class Batch:
             and self._file.path.exists()
         for position in range(len(self.items)):
             try:
-                body, _ = self.request(position)
+                body, attachments = self.request(position)
             except ConfigError as exc:
                 self._fail(position, str(exc))
                 continue
@@ -153,9 +173,12 @@ class Batch:
             found = self._recorded(key) if lookup else None
             if found is not None and self._keep(position, found, replayed=True):
                 continue
-            # The worker looks again only for an entry it could not use here (an invalid
-            # typed answer, which leads to the recorded retry).
-            self.pending.append((position, key, lookup and found is None))
+            # The file is read once, here: the worker looks again only for an entry it could
+            # not use (an invalid typed answer, which leads to the recorded retry). One that
+            # another kernel records meanwhile costs a request, not a lock per item.
+            self.pending.append((position, key, found is None))
+            if attachments:  # converted once: the estimate and the worker reuse them
+                self._converted[position] = attachments
         self._estimate = self._measure()
         return self._estimate
 
@@ -165,7 +188,7 @@ class Batch:
         sample = self.pending[::step][:_SAMPLE]
         tokens = []
         for position, _, _ in sample:
-            body, attachments = self.request(position)
+            body, attachments = self.request(position, self._converted.get(position, []))
             tokens.append(request_tokens(body, attachments))
         per_item = sum(tokens) / len(tokens) if tokens else 0.0
         out_each = min(self.opts.max_tokens, _PLAIN_OUTPUT_GUESS if self.answer is None
@@ -186,11 +209,10 @@ class Batch:
 
     # -- running --------------------------------------------------------------
     def run(self, *, view: BatchView | None = None, cancel: CancelToken | None = None,
-            confirm: bool = False, ask: str = "pass confirm=True") -> Any:
-        """Send the missing items and return the result (see `result`).
-
-        A KeyboardInterrupt or `cancel` stops what is in flight; what finished is kept.
-        """
+            confirm: bool = False, ask: str = "pass confirm=True", out: str = "") -> Any:
+        """Send the missing items and return the result (see `result`). A KeyboardInterrupt
+        or `cancel` stops what is in flight; what finished is kept. A started view is always
+        finished, also when the run fails; `out` names the result's variable for it."""
         self.check_cost(confirm, ask)
         if self.pending and self.opts.replay != "replay":
             from ._config import get_api_key
@@ -201,34 +223,57 @@ class Batch:
         self._started = time.monotonic()
         if view is not None:
             view.start(self.progress("running"))
-        state = "finished"
+        settled = False
         try:
-            if self.pending:
-                state = self._send_all(view, cancel)
-        finally:
+            state = self._send_all(view, cancel) if self.pending else "finished"
+            self._settle()
+            note = self.note(state)
+            result = self.result(state, note)
+            self.state, self.last_note = state, note
+            settled = True
+            if view is not None:
+                where = f"; result in {out} ({', '.join([*self.names, 'error'])})" if out \
+                    else ""
+                view.finish(self.progress(state), note + where)
+            return result
+        except BaseException as exc:
+            if not settled:
+                with contextlib.suppress(Exception):  # the first failure is the one to raise
+                    self._settle()
+                state = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+                note = self.note(state) if state == "stopped" \
+                    else f"failed: {type(exc).__name__}: {_line(exc)}"
+                self.state, self.last_note = state, note
+                if view is not None:
+                    view.finish(self.progress(state), note)
+            raise
+
+    def _settle(self) -> None:
+        """Once: every answer received written, the client closed, the usage counted, and
+        the items never sent marked as not run."""
+        if self._settled:
+            return
+        self._settled = True
+        try:
             self._flush()
             if self._client is not None:
                 self._client.close()
+        finally:
             if self.sent:
                 self.engine.count_side_usage(self.usage, self.sent, offline=self.offline)
-        for position in range(len(self.items)):
-            if not self.finished[position]:
-                self.errors[position] = NOT_RUN
-        note = self.note(state)
-        self.state, self.last_note = state, note
-        if view is not None:
-            view.finish(self.progress(state), note)
-        return self.result(state, note)
+            for position in range(len(self.items)):
+                if not self.finished[position]:
+                    self.errors[position] = NOT_RUN
 
     def _send_all(self, view: BatchView | None, cancel: CancelToken | None) -> str:
-        todo = iter(self.pending)
+        self._todo.extend(self.pending)
         count = min(self.concurrency, len(self.pending))
         left = [count]
         over = threading.Event()
 
         def work() -> None:
             try:
-                self._work(todo)
+                self._work()
             finally:
                 with self._lock:
                     left[0] -= 1
@@ -249,6 +294,9 @@ class Batch:
         except KeyboardInterrupt:
             self._stop(workers)
             return "stopped"
+        except BaseException:
+            self._stop(workers)
+            raise
         return "finished"
 
     def _stop(self, workers: list[threading.Thread]) -> None:
@@ -262,12 +310,12 @@ class Batch:
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
 
-    def _work(self, todo: Iterator[tuple[int, str, bool]]) -> None:
+    def _work(self) -> None:
         from ._client import CancelToken
 
         while self._gate.enter():
             with self._lock:
-                job = next(todo, None)
+                job = self._todo.popleft() if self._todo else None
             if job is None:
                 self._gate.leave(False)
                 return
@@ -287,7 +335,7 @@ class Batch:
     def _item(self, position: int, key: str, looked: bool, token: CancelToken) -> bool:
         """Answer one item; True when it got its value. Never raises but Cancelled's way out."""
         try:
-            body, attachments = self.request(position)
+            body, attachments = self.request(position, self._converted.get(position, []))
             reply, replayed = self._exchange(body, key, token, position, attachments,
                                              looked=looked)
             if self._keep(position, reply, replayed=replayed, body=body, token=token,
@@ -298,12 +346,29 @@ class Batch:
         except NbClaudeError as exc:
             if token.cancelled:
                 return False
+            if isinstance(exc, APIStatusError) and exc.status in _THROTTLED \
+                    and self._requeue((position, key, looked)):
+                return False
             self._fail(position, _line(exc))
         except Exception as exc:  # a bug must cost one item, not the batch
             if token.cancelled:
                 return False
             self._fail(position, f"{type(exc).__name__}: {_line(exc)}")
         return False
+
+    def _requeue(self, job: tuple[int, str, bool]) -> bool:
+        """Put an item the service still refused for a rate limit (its retries spent) back at
+        the end of the queue, behind a pause, at most REQUEUES times; False after that."""
+        from ._client import retry_delay
+
+        with self._lock:
+            times = self._requeued.get(job[0], 0)
+            if times >= REQUEUES or self._halted:
+                return False
+            self._requeued[job[0]] = times + 1
+            self._todo.append(job)
+        self._gate.throttle(self._gate.last_delay or retry_delay(times))
+        return True
 
     def _keep(self, position: int, reply: Reply, *, replayed: bool,
               body: dict[str, Any] | None = None, token: CancelToken | None = None,
@@ -322,7 +387,7 @@ class Batch:
                 return False  # found in the replay file: the worker asks (or finds) again
             from ._replay import request_key
 
-            retry = {**body, "messages": _merged([*body["messages"],
+            retry = {**body, "messages": merged([*body["messages"],
                                                   *self.answer.retry_messages(reply, exc)])}
             again, was_replayed = self._exchange(retry, request_key(retry), token, position,
                                                  attachments or [])
@@ -346,6 +411,7 @@ class Batch:
             self.finished[position] = 1
             self.done += 1
             self.replayed += replayed
+            self._converted.pop(position, None)
 
     def _fail(self, position: int, message: str) -> None:
         with self._lock:
@@ -353,6 +419,7 @@ class Batch:
             self.finished[position] = 1
             self.done += 1
             self.error_count += 1
+            self._converted.pop(position, None)
 
     def _recorded(self, key: str) -> Reply | None:
         from ._replay import ReplayError
@@ -464,7 +531,7 @@ class Batch:
                         in_flight=self._gate.in_flight, concurrency=self._gate.limit,
                         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                         cost_usd=usage.cost_usd or 0.0, elapsed=elapsed, rate=rate, eta=eta,
-                        state=state)
+                        state=state, estimated=usage.estimated, sent=self.sent)
 
     def note(self, state: str) -> str:
         total = len(self.items)
@@ -485,37 +552,6 @@ class Batch:
         return table(columns, self.items.index, {"state": state, "note": note, "done": self.done,
                                                  "errors": self.error_count,
                                                  "replayed": self.replayed})
-
-
-def _answer_for(schema: object, namespace: Any) -> Any:
-    if schema is None:
-        return None
-    from ._typed import answer_for
-
-    try:
-        return answer_for(schema, namespace)
-    except ValueError as exc:  # SchemaError: one line saying what is supported
-        raise ConfigError(str(exc)) from None
-
-
-def _replay_file(path: str) -> Any:
-    from ._exchange import _replay_file as shared
-
-    return shared(path)
-
-
-def _merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Same-role neighbours joined, so the messages alternate as the service requires."""
-    from ._wire import as_blocks
-
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        if out and out[-1]["role"] == message["role"]:
-            out[-1] = {"role": message["role"], "content": as_blocks(out[-1]["content"])
-                       + as_blocks(message["content"])}
-        else:
-            out.append(message)
-    return out
 
 
 def _line(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ class Gate:
         self._last_cut = -math.inf
         self._streak = 0
         self._stopped = False
+        self.last_delay = 0.0  # the last pause a rate limit asked for
         self._cond = threading.Condition()
 
     def enter(self) -> bool:
@@ -48,6 +49,7 @@ class Gate:
     def throttle(self, delay: float) -> None:
         now = time.monotonic()
         with self._cond:
+            self.last_delay = delay
             self._resume = max(self._resume, now + delay)
             if now - self._last_cut > delay:  # one cut per wave of refusals
                 self.limit, self._last_cut, self._streak = max(1, self.limit // 2), now, 0
@@ -60,7 +62,14 @@ class Gate:
 
 class Appender:
     """Appends entries to a replay file from one thread, so no request waits for the disk;
+    the answers that arrived meanwhile go in one locked write (`ReplayFile.put_many`).
     `close()` returns once all are written (with the first failure's message, if any)."""
+
+    BURST = 256  # entries at most in one write
+    # Seconds the writer would wait after a burst's first answer so that more share its
+    # write. 0: an answer is written as soon as it is in (a killed kernel loses none that
+    # arrived); answers arriving during a write still share the next one.
+    LINGER = 0.0
 
     def __init__(self, replay_file: Any) -> None:
         self._file = replay_file
@@ -78,11 +87,26 @@ class Appender:
     def _run(self) -> None:
         from ._replay import ReplayError
 
-        while (entry := self._queue.get()) is not None:
-            key, reply, body, extra = entry
+        closing = False
+        while not closing:
+            entry = self._queue.get()
+            if entry is not None and self.LINGER:
+                time.sleep(self.LINGER)  # let the answers arriving meanwhile join this write
+            burst = []
+            while entry is not None:
+                burst.append(entry)
+                if len(burst) >= self.BURST:
+                    break
+                try:
+                    entry = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            closing = entry is None
+            if not burst:
+                continue
             try:
-                self._file.put(key, reply=reply, request=body, extra=extra)
-            except ReplayError as exc:  # the answer is good; only its record failed
+                self._file.put_many(burst)
+            except (ReplayError, ValueError) as exc:  # the answers are good; their record failed
                 self._problem = self._problem or f"not recorded: {exc}"
 
     def close(self) -> str:

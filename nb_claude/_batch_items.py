@@ -19,7 +19,8 @@ from typing import Any
 from ._config import CHARS_PER_TOKEN
 from ._errors import ConfigError
 
-__all__ = ["Items", "Estimate", "make_items", "template_fields", "request_tokens", "table"]
+__all__ = ["Items", "Estimate", "make_items", "template_fields", "request_tokens", "table",
+           "answer_for", "replay_file", "merged"]
 
 _FORMATTER = string.Formatter()
 _SHOWN = 8  # column names listed in an error
@@ -290,3 +291,36 @@ def table(columns: dict[str, list[Any]], index: Any, about: dict[str, Any]) -> A
     frame = pd.DataFrame(columns, index=index)
     frame.attrs["nb_claude"] = about
     return frame
+
+
+def answer_for(schema: object, namespace: Any) -> Any:
+    """The typed answer for `schema` (None for plain text); ConfigError if unsupported."""
+    if schema is None:
+        return None
+    from ._typed import answer_for as typed
+
+    try:
+        return typed(schema, namespace)
+    except ValueError as exc:  # SchemaError: one line saying what is supported
+        raise ConfigError(str(exc)) from None
+
+
+def replay_file(path: str) -> Any:
+    """The process's one `ReplayFile` object for `path` (its parsed entries shared)."""
+    from ._exchange import _replay_file as shared
+
+    return shared(path)
+
+
+def merged(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Same-role neighbours joined, so the messages alternate as the service requires."""
+    from ._wire import as_blocks
+
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if out and out[-1]["role"] == message["role"]:
+            out[-1] = {"role": message["role"], "content": as_blocks(out[-1]["content"])
+                       + as_blocks(message["content"])}
+        else:
+            out.append(message)
+    return out

@@ -1,7 +1,8 @@
 """`%%claude --each NAME`: the cell body as a template over NAME's items.
 
 Argument handling and display only; `_batch.Batch` does the work. The result goes to
-`--out` (default `_claude_batch`) and the cell shows a one-line summary, not the table.
+`--out` (default `_claude_batch`) and the cell shows one summary line, not the table: the
+progress bar's last line in a notebook, else the magic's own line.
 """
 
 from __future__ import annotations
@@ -61,13 +62,26 @@ def run_each(magics: Any, args: argparse.Namespace, template: str) -> None:
         if args.dry_run:
             _dry_run(batch)
             return
+        from ._batch_view import TerminalView, WidgetView
         from ._session import batch_view
 
-        result = batch.run(view=batch_view(shell), confirm=args.yes, ask="add --yes")
+        view = batch_view(shell)
+        if isinstance(view, TerminalView):
+            view.last_line = False  # the magic's line below says it all, with the variable
+        result = batch.run(view=view, confirm=args.yes, ask="add --yes", out=out)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     namespace[out] = result
-    _summary(batch, out, result)
+    if not isinstance(view, WidgetView):  # a bar ends as the summary line itself
+        _summary(batch, out, result)
+    missed = len(batch.pending) if batch.opts.replay == "replay" else 0
+    if missed:  # strict replay: a cell with unrecorded items fails, as a single prompt does
+        from ._errors import ReplayMissError
+
+        raise ReplayMissError(
+            f"{label}: {missed:,} of {len(batch.items):,} items are not in "
+            "the replay file (strict replay mode): run the cell with a key and --replay auto "
+            f"to record them; {out} holds the others")
 
 
 def _attach(magics: Any, args: argparse.Namespace, items: object) -> object:
@@ -115,20 +129,24 @@ def _summary(batch: Any, out: str, result: Any) -> None:
     """One line: rows, errors, replayed, tokens, cost, where the result is, and the note."""
     from IPython.display import display
 
+    from ._batch_view import batch_metadata
     from ._markdown import code_span, escape_text
 
-    progress = batch.progress("finished")
+    progress = batch.progress(batch.state or "finished")
     usage = batch.usage
     cost = "" if usage.cost_usd is None else (
         f" · ~${usage.cost_usd:.4f} (estimate)" if usage.estimated else f" · ${usage.cost_usd:.4f}")
     columns = ", ".join(str(c) for c in getattr(result, "columns", ())) or "reply, error"
     errors = f"{progress.errors:,} error{'' if progress.errors == 1 else 's'}"
+    not_run = progress.total - progress.done
     facts = (f"{progress.total:,} rows · {errors} · "
-             f"{progress.replayed:,} replayed · {usage.input_tokens:,} tokens in, "
+             + (f"{not_run:,} not run · " if not_run else "")
+             + f"{progress.replayed:,} replayed · {usage.input_tokens:,} tokens in, "
              f"{usage.output_tokens:,} out{cost}")
     note = batch.last_note if batch.state == "stopped" or batch.notes else ""
     display({"text/markdown": f"{code_span(out)} ← {escape_text(facts)} · columns "
                               f"{escape_text(columns)}" + (f"  \n{escape_text(note)}" if note
                                                              else ""),
              "text/plain": f"{out} <- {facts}; columns {columns}" + (f"\n{note}" if note
-                                                                     else "")}, raw=True)
+                                                                     else "")}, raw=True,
+            metadata=batch_metadata(progress))

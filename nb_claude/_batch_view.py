@@ -19,7 +19,7 @@ from typing import Any, Protocol, TextIO
 from ._config import redact
 
 __all__ = ["BatchView", "NullView", "ProgressLike", "TerminalView", "WidgetView",
-           "status_text", "summary_text", "view_for"]
+           "batch_metadata", "status_text", "summary_text", "view_for"]
 
 INTERRUPT_COMMAND = "notebook:interrupt-kernel"  # JupyterLab 4 and Notebook 7
 WIDGET_INTERVAL = 0.2  # seconds between bar updates: 5 a second
@@ -57,6 +57,7 @@ class ProgressLike(Protocol):
     rate: float
     eta: float | None
     state: str
+    estimated: bool  # the cost is an estimate, not a charge
 
 
 class BatchView(Protocol):
@@ -101,9 +102,14 @@ def duration(seconds: Any) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
-def _money(value: Any) -> str:
-    number = _float(value)
-    return "$–" if number is None else f"${number:,.4f}"
+def _money(progress: ProgressLike) -> str:
+    """The cost so far; `~$0.0119 (estimate)` when it is estimated, as the magic says it."""
+    number = _float(progress.cost_usd)
+    if number is None:
+        return "$–"
+    if getattr(progress, "estimated", False) is True:
+        return f"~${number:,.4f} (estimate)"
+    return f"${number:,.4f}"
 
 
 def _plural(count: int, word: str) -> str:
@@ -127,7 +133,7 @@ def status_text(progress: ProgressLike) -> str:
         parts.append(f"{replayed:,} replayed")
     parts.append(f"{_int(progress.in_flight)}/{_int(progress.concurrency)} in flight")
     parts.append(_tokens(progress))
-    parts.append(_money(progress.cost_usd))
+    parts.append(_money(progress))
     eta = _float(progress.eta)
     parts.append(f"ETA {duration(eta)}" if eta is not None else "ETA –")
     return " · ".join(parts)
@@ -142,16 +148,18 @@ def clean_note(note: Any) -> str:
     return text if len(text) <= _NOTE_LIMIT else text[: _NOTE_LIMIT - 1] + "…"
 
 
-_HEADS = {"finished": "Finished", "stopped": "Stopped"}
+_HEADS = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed"}
 
 
 def summary_text(progress: ProgressLike, note: str = "") -> str:
     """The one line a finished batch leaves: done, errors, replayed, tokens, cost, time, note."""
     head = _HEADS.get(str(progress.state), "Ended")
-    parts = [f"{head}: {_int(progress.done):,}/{_int(progress.total):,} done",
-             _plural(_int(progress.errors), "error"),
-             f"{_int(progress.replayed):,} replayed", _tokens(progress),
-             _money(progress.cost_usd), duration(progress.elapsed)]
+    done, total = _int(progress.done), _int(progress.total)
+    parts = [f"{head}: {done:,}/{total:,} done", _plural(_int(progress.errors), "error")]
+    if total > done:
+        parts.append(f"{total - done:,} not run")
+    parts += [f"{_int(progress.replayed):,} replayed", _tokens(progress), _money(progress),
+              duration(progress.elapsed)]
     cleaned = clean_note(note)
     if cleaned:
         parts.append(cleaned)
@@ -196,7 +204,9 @@ class NullView:
 
 
 class TerminalView:
-    """One progress line rewritten in place with `\\r`, then the summary on its own line."""
+    """One progress line rewritten in place with `\\r`, then the summary on its own line
+    (or, with `last_line` False, the line blanked for the caller's own summary; a failed
+    run still says so)."""
 
     def __init__(self, stream: TextIO | None = None, *, interval: float = TERMINAL_INTERVAL,
                  clock: Callable[[], float] = time.monotonic, width: int | None = None) -> None:
@@ -204,6 +214,7 @@ class TerminalView:
         self.pace = Pace(interval, clock)
         self.width = width
         self.writes = 0
+        self.last_line = True
         self._shown = 0  # characters of the line now on screen
 
     def __repr__(self) -> str:
@@ -236,7 +247,12 @@ class TerminalView:
             self._write(status_text(progress))
 
     def finish(self, progress: ProgressLike, note: str) -> None:
-        self._write(summary_text(progress, note), end="\n")
+        if self.last_line or progress.state == "failed":
+            self._write(summary_text(progress, note), end="\n")
+        elif self._shown:
+            self.stream.write("\r" + " " * self._shown + "\r")
+            self.stream.flush()
+            self._shown = 0
 
 
 class WidgetView:
@@ -291,13 +307,25 @@ class WidgetView:
 
     def finish(self, progress: ProgressLike, note: str) -> None:
         text = summary_text(progress, note)
-        mark = "✓" if progress.state == "finished" and not _int(progress.errors) else "■"
+        mark = "✓" if progress.state == "finished" and not _int(progress.errors) else \
+            "✗" if progress.state == "failed" else "■"
         bundle = {"text/html": f"<div class='nbc-batch-summary'>{mark} {html.escape(text)}</div>",
                   "text/plain": text}
         if self.handle is not None:
-            self.handle.update(bundle, raw=True)
+            self.handle.update(bundle, raw=True, metadata=batch_metadata(progress))
         for widget in (self.bar, self.status, self.stop, self.box):
             widget.close()
+
+
+def batch_metadata(progress: ProgressLike) -> dict[str, Any]:
+    """The summary output's metadata: how the batch ended, in numbers, for tools that read
+    a saved notebook (`nb_claude verify`)."""
+    total, done = _int(progress.total), _int(progress.done)
+    state = str(progress.state) if progress.state in _HEADS else "ended"
+    return {"nb_claude": {"batch": {
+        "total": total, "done": done, "errors": _int(progress.errors),
+        "replayed": _int(progress.replayed), "sent": _int(getattr(progress, "sent", 0)),
+        "not_run": max(0, total - done), "state": state}}}
 
 
 def _isatty(stream: Any) -> bool:

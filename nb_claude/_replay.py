@@ -250,6 +250,19 @@ def _encode_line(entry: dict[str, Any]) -> bytes:
             "ascii") + b"\n"
 
 
+def _encode_lines(entries: list[dict[str, Any]]) -> bytes:
+    """Several entries' lines, looked through for the key once; any doubt (the key found, a
+    lone surrogate) and each line is made by `_encode_line`."""
+    text = "\n".join(json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+                     for entry in entries) + "\n"
+    if redact(text) == text:
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+    return b"".join(_encode_line(entry) for entry in entries)
+
+
 def _redact_strings(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
@@ -455,6 +468,26 @@ class ReplayFile:
         `results` are the tool results sent back after a reply that asked for tools.
         An existing file none of whose lines is a replay entry is refused.
         """
+        entry = self._new_entry(key, reply, request, results, extra)
+        self._append(_encode_line(entry), sync=True)
+        return entry
+
+    def put_many(self, entries: list[tuple[str, dict, dict, dict | None]]) -> int:
+        """Append (key, reply, request, extra) entries in one locked write; their number.
+
+        For many answers arriving at once (a batch): each line is whole once the write
+        returns, so a killed kernel loses none of them; unlike `put`, the disk is not
+        synced for each, so only a machine crash could lose the last burst.
+        """
+        made = [self._new_entry(key, reply, request, None, extra)
+                for key, reply, request, extra in entries]
+        if made:
+            self._append(_encode_lines(made), sync=False)
+        return len(made)
+
+    @staticmethod
+    def _new_entry(key: str, reply: dict, request: dict, results: list[dict] | None,
+                   extra: dict | None) -> dict[str, Any]:
         clash = _RESERVED.intersection(extra or {})
         if clash:
             raise ValueError(f"extra may not set {', '.join(sorted(clash))}")
@@ -463,7 +496,11 @@ class ReplayFile:
                  "request": request_summary(request), "reply": reply, **(extra or {})}
         if results is not None:
             entry["results"] = results
-        line = _encode_line(entry)
+        return entry
+
+    def _append(self, line: bytes, *, sync: bool) -> None:
+        """Write whole lines at the end of the file under its lock (refusing a file that is
+        not a replay file), after a line end."""
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
             fd = os.open(self.path, flags, 0o644)
@@ -489,10 +526,10 @@ class ReplayFile:
                 view = memoryview(line)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fsync(fd)
+                if sync:
+                    os.fsync(fd)
         except OSError as exc:
             raise ReplayError(f"cannot write replay file {self.path}: {exc.strerror}; "
                               "choose a writable path or set the replay mode to 'off'") from None
         finally:
             os.close(fd)
-        return entry

@@ -143,10 +143,12 @@ def classify(cell: Mapping[str, Any], index: int, *, was_ai: bool = False,
         return None
     outputs = list(cell.get("outputs") or [])
     metas = [m for m in (_meta(o) for o in outputs) if m is not None]
+    batches = [m["batch"] for m in metas if isinstance(m.get("batch"), Mapping)]
+    metas = [m for m in metas if "batch" not in m]
     errors = [o for o in outputs if o.get("output_type") == "error"]
     names = {str(o.get("ename")) for o in errors}
     source = str(cell.get("source") or "")
-    if not (was_ai or metas or is_ai_source(source) or names & {STALE, MISSING}):
+    if not (was_ai or metas or batches or is_ai_source(source) or names & {STALE, MISSING}):
         return None
     result = CellResult(index, cell.get("execution_count"), (cell.get("id") or None),
                         _snippet(source), "ok",
@@ -170,11 +172,33 @@ def classify(cell: Mapping[str, Any], index: int, *, was_ai: bool = False,
             result.status, result.detail = "error", "asked the service live, not replayed"
     elif states:
         result.state = "replayed"
+    elif batches:
+        _classify_batch(result, batches[-1], record=record)
     elif "--dry-run" in source.split("\n", 1)[0]:
         result.state = "dry run, nothing sent"
     else:
         result.state = "no reply"  # a line such as `%claude --help`: nothing to replay
     return result
+
+
+def _classify_batch(result: CellResult, batch: Mapping[str, Any], *, record: bool) -> None:
+    """A `--each` cell: every item replayed, or which were asked live or not run."""
+    def count(key: str) -> int:
+        value = batch.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    total, sent, not_run = count("total"), count("sent"), count("not_run")
+    result.replies = [{"batch": {k: batch[k] for k in ("total", "done", "errors", "replayed",
+                                                       "sent", "not_run", "state")
+                                 if k in batch}}]
+    items = f"{total:,} item{'' if total == 1 else 's'}"
+    if not_run:
+        result.status, result.detail = "missing", f"{not_run:,} of {items} not run"
+    elif sent and not record:
+        result.status = "error"
+        result.detail = f"{sent:,} of {items} asked the service live, not replayed"
+    else:
+        result.state = (f"recorded {items}" if sent else f"replayed {items}")
 
 
 def notebook_cells(nb: Any, original: Any, *, record: bool = False) -> list[CellResult]:

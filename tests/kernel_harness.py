@@ -270,7 +270,7 @@ def reply_outputs(nb: Any, ignore: frozenset[str] = RUN_STATE) -> list[tuple[str
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             meta = output.get("metadata", {}).get("nb_claude")
-            if meta:
+            if meta and "batch" not in meta:  # a --each summary counts, it is not a reply
                 md = _RECORDED.sub("", _TIMING.sub("", output["data"]["text/markdown"]))
                 md = md.replace(" · replayed", "").replace(" · live", "")
                 found.append((md, {k: v for k, v in meta.items() if k not in ignore}))

@@ -436,3 +436,228 @@ def test_each_with_attach_names_a_column(ip, run, server):
     assert len(server.requests) == 2 and (ip.user_ns["seen"]["error"] == "").all()
     two = run("%%claude --each shots --attach picture,name\nDescribe {name}")
     assert "one column" in str(two.error)
+
+
+# -- the replay file: read once, written in bursts ---------------------------------------
+
+def test_the_replay_file_is_read_once_and_written_in_bursts_without_syncing(
+        configured, server, replaying, monkeypatch):
+    from nb_claude import _batch_gate, _replay
+
+    calls = {"get": 0, "fsync": 0, "writes": 0}
+    real_get, real_fsync, real_append = (_replay.ReplayFile.get, _replay.os.fsync,
+                                         _replay.ReplayFile._append)
+
+    def get(self: Any, key: str) -> Any:
+        calls["get"] += 1
+        return real_get(self, key)
+
+    def fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        real_fsync(fd)
+
+    def append(self: Any, line: bytes, *, sync: bool) -> None:
+        calls["writes"] += 1
+        assert line.endswith(b"\n")  # whole lines only
+        real_append(self, line, sync=sync)
+
+    monkeypatch.setattr(_replay.ReplayFile, "get", get)
+    monkeypatch.setattr(_replay.os, "fsync", fsync)
+    monkeypatch.setattr(_replay.ReplayFile, "_append", append)
+    monkeypatch.setattr(_batch_gate.Appender, "LINGER", 0.05)
+    server.reply(f"quoting the key {SENTINEL_KEY} back")  # the first answer holds the key
+    nb_claude.map("Summarise: {text}", reviews(40), concurrency=8, view=Recording())
+    assert calls["get"] == 0  # no file yet: nothing to look up, before or during the run
+    assert calls["fsync"] == 0 and 1 <= calls["writes"] < 40  # bursts, not one per answer
+    text = replaying.read_text()
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert len(entries) == 40 and sorted(e["cell"]["item"] for e in entries) == list(range(40))
+    assert SENTINEL_KEY not in text and "quoting the key *** back" in text
+
+    calls.update(get=0)
+    server.reset()
+    again = nb_claude.map("Summarise: {text}", reviews(60), concurrency=8, view=Recording())
+    assert calls["get"] == 60  # each item looked up once, while preparing; none per send
+    assert len(server.requests) == 20 and (again["error"] == "").all()
+    assert len(replaying.read_text().splitlines()) == 60
+
+
+def test_a_burst_keeps_the_files_rules(tmp_path):
+    from nb_claude._replay import ReplayError, ReplayFile, ReplayWarning
+
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    reply = {"text": "ok", "finish_reason": "end_turn"}
+    path = tmp_path / "notes.jsonl"
+    path.write_text("just some notes\nmore notes\n")
+    with pytest.raises(ReplayError, match="not a replay file"):
+        ReplayFile(path).put_many([("k1", reply, body, None)])
+    assert path.read_text() == "just some notes\nmore notes\n"
+    good = tmp_path / "replay.jsonl"
+    ReplayFile(good).put(key="k0", reply=reply, request=body)
+    with good.open("ab") as handle:
+        handle.write(b'{"v":1,"key":"cut')  # a writer killed mid-line
+    assert ReplayFile(good).put_many([("k1", reply, body, {"cell": {"item": 1}}),
+                                      ("k2", reply, body, None)]) == 2
+    fresh = ReplayFile(good)
+    with pytest.warns(ReplayWarning, match="skipped corrupt line"):  # the cut line, only
+        assert fresh.keys() == {"k0", "k1", "k2"}
+    assert fresh.get("k1")["cell"] == {"item": 1}
+    with pytest.raises(ValueError, match="extra may not set key"):
+        fresh.put_many([("k3", reply, body, {"key": "other"})])
+
+
+# -- throttled items go back in the queue --------------------------------------------------
+
+def test_an_item_still_rate_limited_after_its_retries_goes_back_in_the_queue(configured,
+                                                                            server):
+    configured.update(max_retries=1)
+    server.rate_limit(0.8, retry_after=0.3)
+    result = nb_claude.map("Summarise: {text}", reviews(6), concurrency=3, view=Recording())
+    assert (result["error"] == "").all(), result["error"].tolist()
+    # Two attempts each (max_retries=1) were not enough: some items were sent again later.
+    assert len(server.requests) > 2 * 6
+
+
+def test_a_rate_limit_that_does_not_end_makes_errors_after_a_few_requeues(configured, server):
+    from nb_claude._batch import REQUEUES
+
+    configured.update(max_retries=0)
+    server.rate_limit(60, retry_after=0.05)
+    result = nb_claude.map("Summarise: {text}", reviews(3), concurrency=3, view=Recording())
+    assert result["error"].str.contains("rate limited").all()
+    assert len(server.requests) == 3 * (1 + REQUEUES)
+
+
+# -- attachments are converted once ---------------------------------------------------------
+
+def test_each_items_attachments_are_converted_once(configured, server, monkeypatch):
+    from PIL import Image
+
+    from nb_claude._engine import Engine
+
+    converted: list[int] = []
+    real = Engine.attachments
+
+    def counting(self: Any, values: Any, **kwargs: Any) -> Any:
+        converted.append(len(values))
+        return real(self, values, **kwargs)
+
+    monkeypatch.setattr(Engine, "attachments", counting)
+    shots = pd.DataFrame({"name": ["a", "b", "c"],
+                          "picture": [Image.new("RGB", (20, 20), c) for c in ("red", "blue",
+                                                                              "green")]})
+    result = nb_claude.map("Describe {name}", shots, attach="picture", view=Recording())
+    assert (result["error"] == "").all() and len(server.requests) == 3
+    assert converted == [1, 1, 1]  # once each: the key, the estimate and the request share it
+    assert all(r.body["messages"][0]["content"][0]["type"] == "image" for r in server.requests)
+
+
+# -- the view is always settled; one truthful summary --------------------------------------
+
+def test_a_failing_run_still_finishes_its_view_with_a_one_line_note(configured, server,
+                                                                   monkeypatch):
+    from nb_claude._engine import Engine
+
+    def broken(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("usage ledger\nunavailable")
+
+    monkeypatch.setattr(Engine, "count_side_usage", broken)
+    view = Recording()
+    with pytest.raises(RuntimeError, match="usage ledger"):
+        nb_claude.map("Summarise: {text}", reviews(5), view=view)
+    ((progress, note),) = view.finished
+    assert progress.state == "failed" and progress.done == 5
+    assert note == "failed: RuntimeError: usage ledger unavailable"
+
+
+def test_a_stopped_runs_summary_counts_the_rows_not_run(ip, configured, server):
+    from IPython.utils.capture import capture_output
+
+    from nb_claude._batch_magic import _summary
+
+    server.latency = 0.05
+    token = CancelToken()
+    threading.Timer(0.12, token.cancel).start()
+    batch = Batch(nb_claude.get_session(), "Summarise: {text}", reviews(40), concurrency=2)
+    result = batch.run(view=Recording(), cancel=token)
+    done = int((result["error"] == "").sum())
+    assert 0 < done < 40 and batch.state == "stopped"
+    with capture_output() as captured:
+        _summary(batch, "labels", result)
+    (shown,) = [o.data["text/plain"] for o in captured.outputs]
+    assert f"labels <- 40 rows · 0 errors · {40 - done} not run · " in shown
+    assert f"stopped: {done} of 40 done" in shown and "(estimate)" in shown
+
+
+def test_the_magic_shows_one_summary(ip, run, server):
+    ip.user_ns["reviews"] = reviews(6)
+    cell = run("%%claude --each reviews --out labels\nSummarise: {text}")
+    assert cell.error is None
+    summaries = [o.data["text/plain"] for o in cell.outputs
+                 if "rows ·" in o.data.get("text/plain", "") or "done ·" in
+                 o.data.get("text/plain", "")]
+    assert summaries == [summaries[0]] and summaries[0].startswith("labels <- 6 rows · ")
+    assert "~$" in summaries[0] and "(estimate)" in summaries[0]
+    (meta,) = [o.metadata for o in cell.outputs if "rows ·" in o.data.get("text/plain", "")]
+    assert meta == {"nb_claude": {"batch": {"total": 6, "done": 6, "errors": 0, "replayed": 0,
+                                            "sent": 6, "not_run": 0, "state": "finished"}}}
+
+
+def test_progress_says_the_stand_ins_cost_is_an_estimate(configured, server):
+    view = Recording()
+    nb_claude.map("Summarise: {text}", reviews(4), view=view)
+    final, _ = view.finished[0]
+    assert final.estimated is True and final.cost_usd > 0
+    from nb_claude._batch_view import summary_text
+
+    assert f"~${final.cost_usd:,.4f} (estimate)" in summary_text(final)
+
+
+def test_the_stand_in_queues_a_burst_of_new_connections():
+    """64 connections opened at once (a batch starting) are all queued and answered at
+    once; with a listen backlog of 5 the kernel drops the rest, which wait a second for
+    their retransmission (or, under load, are reset)."""
+    import socket
+
+    from nb_claude.testing import StandInServer
+
+    with StandInServer() as standin:
+        host, port = standin.url.split("//")[1].split("/")[0].split(":")
+        started = time.monotonic()
+        sockets = []
+        for _ in range(64):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex((host, int(port)))
+            sockets.append(sock)
+        try:
+            answers = []
+            for sock in sockets:
+                sock.settimeout(5)
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+                             b"Connection: close\r\n\r\n")
+                answers.append(sock.recv(12))
+            elapsed = time.monotonic() - started
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert answers == [b"HTTP/1.1 200"] * 64
+    assert elapsed < 0.8, elapsed  # no SYN waited for a retransmission
+
+
+def test_strict_replay_fails_the_cell_for_unrecorded_items_and_keeps_the_rest(
+        ip: Any, run: Any, server: Any, replaying: Path, configured: _config.Settings) -> None:
+    from nb_claude._errors import ReplayMissError
+
+    assert run("items = ['apple', 'pear']").error is None
+    assert run("%%claude --each items --out answers\nName a colour of {}").error is None
+    sent = len(server.requests)
+    configured.update(replay_mode="replay")
+    assert run("%%claude --each items --out answers\nName a colour of {}").error is None
+    assert run("items.append('plum')").error is None
+    cell = run("%%claude --each items --out answers\nName a colour of {}")
+    assert isinstance(cell.error, ReplayMissError)
+    assert "1 of 3 items are not in the replay file" in str(cell.error)
+    assert len(server.requests) == sent == 2  # strict: nothing sent
+    answers = ip.user_ns["answers"]
+    assert list(answers["error"] == "") == [True, True, False]

@@ -53,9 +53,12 @@ def probe(kernel: KernelSession, code: str) -> str:
 
 
 def summary(result) -> str:
+    """The cell's one summary line: the progress bar's last state (never a second one)."""
     texts = [out["data"].get("text/plain", "") for out in result.outputs
              if out["output_type"] in ("display_data", "execute_result")]
-    return "\n".join(t for t in texts if "labels <-" in t)
+    found = [t for t in texts if "done ·" in t or "rows ·" in t]
+    assert len(found) == 1, texts
+    return found[0]
 
 
 def test_fifty_typed_rows_an_error_an_interrupt_and_a_resume(kernel, standin):
@@ -75,7 +78,14 @@ def test_fifty_typed_rows_an_error_an_interrupt_and_a_resume(kernel, standin):
     first = box["result"]
     assert first.error is None, first.error  # stopped, not failed: what finished is kept
     shown = summary(first)
-    assert "stopped:" in shown and "of 50 done; re-run the cell to finish" in shown
+    assert shown.startswith("Stopped: ") and "of 50 done; re-run the cell to finish" in shown
+    assert " not run · " in shown and "(estimate)" in shown  # the stand-in's cost is made up
+    assert shown.endswith("result in labels (label, reason, error)")
+    (meta,) = [out.get("metadata", {}).get("nb_claude") for out in first.outputs
+               if "done ·" in out.get("data", {}).get("text/plain", "")]
+    facts_shown = meta["batch"]
+    assert facts_shown["state"] == "stopped" and facts_shown["total"] == 50
+    assert facts_shown["not_run"] == 50 - facts_shown["done"] > 0
     sent_first = len(standin.requests)
     assert 20 <= sent_first < 50
 
@@ -105,7 +115,7 @@ def test_fifty_typed_rows_an_error_an_interrupt_and_a_resume(kernel, standin):
     assert final["rows"] == 50 and final["good"] == 49
     assert "refused for the test" in final["failed"]
     assert set(final["labels"]) <= {"positive", "neutral", "negative"}
-    assert f"labels <- 50 rows · 1 error · {good} replayed" in summary(second)
+    assert summary(second).startswith(f"Finished: 50/50 done · 1 error · {good} replayed")
     usage = probe(kernel, "import nb_claude\ns = nb_claude.get_session()\n"
                           "print(len(s.history), s.side_replies)")
     assert usage.split() == ["0", "49"]  # no turn; every answer received counted once

@@ -50,6 +50,7 @@ class Snap:
     rate: float = 0.0
     eta: float | None = None
     state: str = "running"
+    estimated: bool = False
 
 
 def snap_at(done: int, **changes: Any) -> Snap:
@@ -86,6 +87,40 @@ def test_the_summary_says_how_the_batch_ended() -> None:
         "$0.0440 · 1 min 13 s · saved to labels")
     stopped = summary_text(snap_at(17, state="stopped"), "stopped: 17 of 40 kept")
     assert stopped.startswith("Stopped: 17/40 done · ") and stopped.endswith("17 of 40 kept")
+
+
+def test_an_estimated_cost_reads_as_an_estimate_everywhere() -> None:
+    estimate = snap_at(12, estimated=True)
+    assert " · ~$0.0132 (estimate) · ETA" in status_text(estimate)
+    assert " · ~$0.0132 (estimate) · " in summary_text(snap_at(12, estimated=True,
+                                                               state="finished"))
+    assert "~" not in status_text(snap_at(12)) and "estimate" not in status_text(snap_at(12))
+    assert "estimate" not in status_text(snap_at(12, estimated="yes"))  # a flag, not text
+
+
+def test_a_failed_run_and_rows_not_run_are_said() -> None:
+    failed = summary_text(snap_at(25, state="failed"), "failed: RuntimeError: disk full")
+    assert failed.startswith("Failed: 25/40 done · 0 errors · 15 not run · ")
+    assert failed.endswith("failed: RuntimeError: disk full")
+    assert "not run" not in summary_text(snap_at(40, state="finished"))
+
+
+def test_a_terminal_line_can_leave_the_summary_to_its_caller() -> None:
+    stream = io.StringIO()
+    view = TerminalView(stream, interval=0, width=200)
+    view.last_line = False
+    view.start(snap_at(0))
+    view.update(snap_at(20))
+    view.finish(snap_at(40, state="finished"), "40 items, 0 errors")
+    shown = stream.getvalue()
+    assert "Finished" not in shown and shown.endswith("\r" + " " * len(status_text(
+        snap_at(20))) + "\r")  # the progress line blanked, the cursor at its start
+    failing = io.StringIO()
+    view = TerminalView(failing, interval=0, width=200)
+    view.last_line = False
+    view.start(snap_at(0))
+    view.finish(snap_at(3, state="failed"), "failed: RuntimeError: boom")
+    assert failing.getvalue().endswith("failed: RuntimeError: boom\n")  # a failure still says so
 
 
 def test_numbers_only_whatever_the_snapshot_carries() -> None:
@@ -256,9 +291,11 @@ def test_the_finished_bar_becomes_a_one_line_summary(_shell: Any,
         note = f"stopped <img src=x onerror=alert(1)> & kept 30 {SENTINEL_KEY}"
         view.finish(snap_at(30, state="stopped", replayed=5), note)
     ((bundle, kw),) = published
-    assert kw == {"raw": True}
+    assert kw == {"raw": True, "metadata": {"nb_claude": {"batch": {
+        "total": 40, "done": 30, "errors": 0, "replayed": 5, "sent": 0, "not_run": 10,
+        "state": "stopped"}}}}
     text = bundle["text/plain"]
-    assert text.startswith("Stopped: 30/40 done · 0 errors · 5 replayed · ")
+    assert text.startswith("Stopped: 30/40 done · 0 errors · 10 not run · 5 replayed · ")
     assert "<img src=x onerror=alert(1)>" in text and SENTINEL_KEY not in text
     html_out = bundle["text/html"]
     assert html_out.startswith("<div class='nbc-batch-summary'>■ Stopped: 30/40 done")

@@ -84,10 +84,12 @@ def test_no_import_circle_among_package_modules() -> None:
 
 FRONT_ENDS = {"nb_claude._magics", "nb_claude._magic_args", "nb_claude._panel",
               "nb_claude._panel_parts", "nb_claude._render", "nb_claude._export",
-              "nb_claude._session", "nb_claude.demo"}
+              "nb_claude._session", "nb_claude.demo", "nb_claude._batch_view",
+              "nb_claude._batch_magic"}
 CORE = ("nb_claude._engine", "nb_claude._turns", "nb_claude._wire", "nb_claude._options",
         "nb_claude._exchange", "nb_claude._stream", "nb_claude._client", "nb_claude._sse",
-        "nb_claude._config", "nb_claude._replay", "nb_claude._tools", "nb_claude._tool_results")
+        "nb_claude._config", "nb_claude._replay", "nb_claude._tools", "nb_claude._tool_results",
+        "nb_claude._batch", "nb_claude._batch_items", "nb_claude._batch_gate")
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
@@ -99,6 +101,16 @@ def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
                 seen.add(target)
                 todo.append(target)
     return seen
+
+
+def test_the_front_end_list_names_real_modules() -> None:
+    """A renamed module would silently leave the layer checks."""
+    graph = import_graph()
+    assert FRONT_ENDS.issubset(graph) and set(CORE).issubset(graph)
+    # The batch's progress view is a front end: the batch engine receives it from the
+    # caller, and only the session layer and the magic choose it.
+    importers = {name for name, targets in graph.items() if "nb_claude._batch_view" in targets}
+    assert importers <= FRONT_ENDS, importers - FRONT_ENDS
 
 
 def test_the_core_imports_no_front_end() -> None:
@@ -128,7 +140,7 @@ def test_modules_stay_small(path: pathlib.Path) -> None:
 # Modules allowed past ~500 lines, and why.
 LONG: dict[str, int] = {
     # One HTTP transport: retries, timeouts, cancellation and error mapping belong together.
-    "nb_claude._client": 600,
+    "nb_claude._client": 620,
     # Type hints to JSON schema and back: one table of hint kinds, read top to bottom.
     "nb_claude._schema": 640,
 }

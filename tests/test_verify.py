@@ -73,15 +73,21 @@ def test_json_output_shape(workdir, tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["exit_code"] == 0
-    assert data["summary"]["ai_cells"] == data["summary"]["ok"] == 3
+    assert data["summary"]["ai_cells"] == data["summary"]["ok"] == 4
     (notebook,) = data["notebooks"]
     assert notebook["path"] == "reproducible-analysis.ipynb" and notebook["ok"]
+    *prompts, batch = notebook["cells"]
     for cell in notebook["cells"]:
         assert cell.keys() >= {"index", "execution_count", "cell_id", "snippet", "status",
                                "state", "detail", "replies"}
+    for cell in prompts:
         assert cell["status"] == "ok" and cell["state"] == "replayed"
         (reply,) = cell["replies"]
         assert reply["model"] and len(reply["request_sha256"]) == 64
+    # the --each cell: every item replayed
+    assert batch["status"] == "ok" and batch["state"] == "replayed 4 items"
+    assert batch["replies"] == [{"batch": {"total": 4, "done": 4, "errors": 0, "replayed": 4,
+                                           "sent": 0, "not_run": 0, "state": "finished"}}]
 
 
 def test_a_missing_file_is_bad_usage(tmp_path):
@@ -145,3 +151,27 @@ def test_cells_are_classified_from_outputs_and_error_names():
     assert broken is not None and broken.line("n").endswith("ERROR: NameError: [31mboom more")
     assert _verify.classify(cell("%claude_usage", []), 0) is None
     assert _verify.classify(cell("x = 1", []), 0) is None
+
+
+def _batch_cell(**batch):
+    meta = {"nb_claude": {"batch": batch}}
+    return {"cell_type": "code", "execution_count": 7, "id": "b1",
+            "source": "%%claude --each reviews --out labels\nLabel: {text}",
+            "outputs": [{"output_type": "display_data", "metadata": meta,
+                         "data": {"text/plain": "Finished: 3/3 done"}}]}
+
+
+def test_a_batch_cell_is_ok_only_when_every_item_replayed():
+    ok = _verify.classify(_batch_cell(total=3, done=3, errors=0, replayed=3, sent=0,
+                                      not_run=0, state="finished"), 0)
+    assert ok is not None and ok.status == "ok" and ok.state == "replayed 3 items"
+    live = _verify.classify(_batch_cell(total=3, done=3, errors=0, replayed=1, sent=2,
+                                        not_run=0, state="finished"), 0)
+    assert live.status == "error" and live.detail == "2 of 3 items asked the service live, " \
+                                                      "not replayed"
+    recorded = _verify.classify(_batch_cell(total=3, replayed=1, sent=2), 0, record=True)
+    assert recorded.status == "ok" and recorded.state == "recorded 3 items"
+    stopped = _verify.classify(_batch_cell(total=3, replayed=1, not_run=2, state="stopped"), 0)
+    assert stopped.status == "missing" and stopped.detail == "2 of 3 items not run"
+    odd = _verify.classify(_batch_cell(total="3", replayed=True, sent=None), 0)
+    assert odd.status == "ok"  # untrusted metadata: non-numbers count as nothing

@@ -305,6 +305,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # a stalled or kept-alive handler must not hold up stop()
+    request_queue_size = 128  # listen backlog: a burst of new connections is queued, not reset
     standin: StandInServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:

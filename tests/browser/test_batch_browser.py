@@ -167,7 +167,10 @@ def test_each_over_a_dataframe_shows_a_moving_bar_and_stop_keeps_what_finished(
     text = summary.inner_text()
     kept = int(re.search(r"Stopped: (\d+)/40 done", text)[1])  # type: ignore[index]
     assert moved <= kept < 40 and "stopped: " in text, text
+    assert f" · {40 - kept} not run · " in text and " (estimate) · " in text, text
+    assert text.endswith("result in labels (reply, error)"), text
     assert cell.locator(".nbc-batch-bar").count() == 0
+    assert "labels ←" not in cell.inner_text()  # one summary: the bar's, not a second line
     assert len(standin.requests) <= kept + 2  # nothing sent after Stop but what was in flight
 
     index = run_cell(page, "print(len(labels), (labels['error'] == '').sum(), "
