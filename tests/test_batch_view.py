@@ -12,11 +12,11 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_terminal import read_screen
 
 from nb_claude import _batch_view
 from nb_claude._batch_view import (
@@ -206,21 +206,6 @@ def test_terminal_ipython_gets_the_line_on_a_real_terminal(tmp_path: Path) -> No
     assert screen.split("\n")[screen.split("\n").index(lines[0]) + 1] == "rows 16 finished"
 
 
-def read_screen(primary: int, proc: subprocess.Popen[bytes]) -> str:
-    """Everything the terminal showed until the process exited (at most a minute)."""
-    chunks = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(primary, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=30)
-    os.close(primary)
-    return b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
 
 
 # -- where there is no display ------------------------------------------------------------

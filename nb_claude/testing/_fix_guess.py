@@ -13,6 +13,8 @@ import difflib
 import re
 from typing import Any
 
+from ._rules import _last_user_text
+
 __all__ = ["fix_guess"]
 
 _FAILED = re.compile(r"^Cell In \[\d+\] failed\. Help me fix it\.")
@@ -24,20 +26,6 @@ _ATTRIBUTE = re.compile(r"""has no attribute ['"](?P<name>[^'"\n]+)['"]""")
 _COLUMNS = re.compile(r"^all columns: (?P<names>.+)$", re.M)
 _QUOTED = re.compile(r"""'((?:[^'\\]|\\.)*)'""")
 _EXPLAIN_ONLY = "Do not write the fixed cell."
-
-
-def _last_user_text(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return "\n".join(str(b.get("text", "")) for b in content
-                             if isinstance(b, dict) and b.get("type") == "text")
-        return ""
-    return ""
 
 
 def _missing_name(kind: str, message: str) -> str | None:
