@@ -114,3 +114,39 @@ def test_ask_claude_streams_the_fix_and_inserts_it_below_unrun(
     assert inserted.locator(".jp-OutputArea-output").count() == 0
     assert editor_text(cells.nth(index)) == FAILING  # the failing cell is left as it was
     assert len(standin.requests) == 1
+
+
+HOSTILE_CODE = ("x = \"</pre></button><img src=x onerror=\\\"window.__nbcPwned=1\\\">\"\n"
+                "y = '\"&amp;<b>' + `{}`.format(1)")
+HOSTILE_NOTE = "Fixed. <img src=x onerror=\"window.__nbcPwned=2\"> <script>window.__nbcPwned=3</script>"
+
+
+def test_hostile_fix_code_is_shown_and_inserted_as_text_and_never_runs(
+        page: Any, lab_server: JupyterServer, standin: StandInServer) -> None:
+    """A reply is untrusted: its explanation, diff and code stay text in the page, and
+    Insert below puts exactly that text in a cell (through an attribute and a command's
+    JSON) without running it."""
+    standin.reset()
+    open_notebook(page, lab_server, "fix-hostile.ipynb")
+    run_cell(page, SETUP)
+    index = run_cell(page, FAILING)
+    cells = page.locator(CELL)
+    count = cells.count()
+    failing = cells.nth(index)
+    ask = failing.locator("button.nbc-ask")
+    ask.wait_for()
+    standin.fix_reply(HOSTILE_NOTE, HOSTILE_CODE)
+    ask.click()
+    box = failing.locator(".nbc-fix")
+    box.locator(".nbc-fix-diff pre").wait_for(timeout=15_000)
+    assert "onerror" in box.locator(".nbc-fix-diff pre").inner_text()  # shown, as text
+    assert box.locator("img").count() == 0 and box.locator("script").count() == 0
+    box.locator("button.nbc-fix-insert").click()
+    deadline = time.monotonic() + 10
+    while cells.count() != count + 1 and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert cells.count() == count + 1
+    assert editor_text(cells.nth(index + 1)) == HOSTILE_CODE
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__nbcPwned") is None
+    assert cells.nth(index + 1).locator(".jp-OutputArea-output").count() == 0
