@@ -23,9 +23,16 @@ NO_SIDE_AREA = ("the chat opens here: this front end (VS Code or Colab) has no s
                 "for widgets; open the notebook in JupyterLab to dock it")
 NO_SIDECAR = ("the chat opens here: docking it beside the notebook needs the sidecar "
               "package (pip install sidecar, then restart the kernel and reload the page)")
-DOCKED = ("Claude chat (session {name}) is docked in JupyterLab's right side area. Not there? "
-          "Docking needs JupyterLab (not Notebook 7) and sidecar where it runs (pip install "
-          "sidecar, reload the page); or use %claude_chat.")
+DOCKED = ("Claude chat (session {name}) is docked in JupyterLab's right side area (Notebook 7 "
+          "has none for it: there the panel opens here). Not there? Docking needs sidecar "
+          "where JupyterLab runs (pip install sidecar, reload the page); or use %claude_chat.")
+# The same chat in the cell's output, shown only on Notebook 7's notebook page (its <body>
+# says data-notebook="notebooks"), where sidecar cannot make a side view: the kernel cannot
+# tell the two front ends apart, the page can, with CSS alone.
+_FALLBACK_STYLE = """<style>
+.nbc-dock-fallback { display: none !important; }
+body[data-notebook="notebooks"] .nbc-dock-fallback { display: flex !important; }
+</style>"""
 SIDE_HEIGHT = "calc(100vh - 300px)"  # the transcript fills the side area, not 460 px of it
 # The side area is narrow: no frame, rows wrap and the fixed-width dropdowns shrink.
 _STYLE = """<style>
@@ -96,9 +103,9 @@ def close_docked(session_name: str = "default") -> bool:
 
 def dock(session: Session, *, shell: Any = None, plots: Any = None, recorder: Any = None,
          side_area: bool = True) -> ChatPanel | None:
-    """Show the session's chat panel in the right side area (a note says so) and return
-    None; where it cannot be docked, return a panel to show inline after a note saying why
-    and what to do."""
+    """Show the session's chat panel in the right side area (a note says so, and a copy in
+    the cell shows only on Notebook 7's page) and return None; where it cannot be docked,
+    return a panel to show inline after a note saying why and what to do."""
     import ipywidgets as widgets
 
     from ._fix_flow import note
@@ -126,6 +133,11 @@ def dock(session: Session, *, shell: Any = None, plots: Any = None, recorder: An
         found.panel.refresh_attachables()
         found.show(side)
     note(DOCKED.format(name=code_span(session.name)))
+    from IPython.display import display
+
+    inline = ChatPanel(session, shell=shell, plots=plots, recorder=recorder)
+    display(widgets.VBox([widgets.HTML(_FALLBACK_STYLE), inline],
+                         _dom_classes=("nbc-dock-fallback",)))
     return None
 
 

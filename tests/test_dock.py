@@ -62,8 +62,14 @@ def test_dock_opens_one_panel_in_the_right_side_area(notebook: Any, run: Any) ->
     (side,) = open_sidecars()
     assert (side.title, side.anchor) == ("Claude", "right")
     assert shown_models(side.outputs) == [panel.model_id]
-    # The cell shows a one-line note and no panel of its own.
-    assert shown_models(cell.outputs) == []
+    # The cell shows a one-line note, and a copy of the chat hidden by CSS except on
+    # Notebook 7's page, where sidecar cannot show the side view.
+    (fallback,) = [widgets.widget._instances[m] for m in shown_models(cell.outputs)]
+    assert fallback._dom_classes == ("nbc-dock-fallback",)
+    style, inline = fallback.children
+    assert "display: none" in style.value and 'body[data-notebook="notebooks"]' in style.value
+    assert isinstance(inline, ChatPanel) and inline is not panel
+    assert inline.session is panel.session
     assert cell.result.result is None
     assert "docked in JupyterLab's right side area" in cell.markdown
     assert len(cell.markdown.splitlines()) == 1

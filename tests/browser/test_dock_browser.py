@@ -46,8 +46,10 @@ def test_docked_panel_sits_beside_the_notebook(page: Any, lab_server: JupyterSer
     first = run_cell(page, "%load_ext nb_claude\n%claude_chat --dock")
     panel = page.locator(DOCKED)
     panel.wait_for(timeout=15_000)
-    # In the right-hand side area, not in the cell's output: the cell only has the note.
-    assert page.locator(".jp-NotebookPanel .nbc-panel").count() == 0
+    # In the right-hand side area, not in the cell's output: the cell shows only the note
+    # (its copy of the chat, for Notebook 7's page, stays hidden here).
+    assert page.locator(".jp-NotebookPanel .nbc-panel >> visible=true").count() == 0
+    assert page.locator(".jp-NotebookPanel .nbc-dock-fallback").count() == 1
     assert "docked in JupyterLab's right side area" in cell_output_text(page, first)
     assert claude_tabs(page).count() == 1
     side = page.locator(SIDE).bounding_box()
@@ -100,3 +102,20 @@ def test_docked_panel_sits_beside_the_notebook(page: Any, lab_server: JupyterSer
     page.locator(DOCKED).wait_for(timeout=15_000)
     assert claude_tabs(page).count() == 1
     assert "How do I average by group?" in page.locator(DOCKED).inner_text()
+
+
+@pytest.mark.parametrize("jupyter_app", ["notebook"])
+def test_in_notebook_7_the_docked_chat_opens_in_the_cell(
+        page: Any, lab_server: JupyterServer, standin: StandInServer, jupyter_app: str) -> None:
+    """Notebook 7 has no side area sidecar can use; the chat shows in the cell instead."""
+    standin.reset()
+    open_notebook(page, lab_server, "dock-nb7.ipynb")
+    first = run_cell(page, "%load_ext nb_claude\n%claude_chat --dock")
+    inline = page.locator(".jp-NotebookPanel .nbc-dock-fallback .nbc-panel")
+    inline.wait_for(state="visible", timeout=15_000)
+    assert "Notebook 7" in cell_output_text(page, first)
+    standin.reply(chunks=["Use ", "**groupby**."], delay=0.05)
+    run_cell(page, "%%claude\nHow do I average by group?")
+    turn = inline.locator(".nbc-turn").first
+    turn.get_by_text(" in / ").wait_for(timeout=15_000)
+    assert "How do I average by group?" in turn.inner_text()
