@@ -400,11 +400,10 @@ class Client:
         """Send `request` with the key, its headers read. Straight to the transport: nothing
         here needs what `httpx.Client.send` adds per request (auth and redirect flows, a
         cookie jar: the API sets no cookies), and skipping it costs less CPU per request."""
-        transport = self._transport
+        transport, auth = self._transport, _BearerAuth(secret)
         if transport is None or self._http.is_closed:
-            return self._http.send(request, auth=_BearerAuth(secret), stream=True,
-                                   follow_redirects=False)
-        request.headers["Authorization"] = "Bearer " + secret.reveal()
+            return self._http.send(request, auth=auth, stream=True, follow_redirects=False)
+        request = next(auth.auth_flow(request))  # one place puts the key on a request
         response = transport.handle_request(request)
         response.request = request
         return response
