@@ -20,13 +20,15 @@ class Rules:
         self._limited_until = 0.0
         self._retry_after = 1.0
         self._in_flight = 0
+        self._generation = 0  # requests that began before the last reset are not counted
         self.max_in_flight = 0
 
     def reset(self) -> None:
         with self._lock:
             self._fail.clear()
             self._limited_until = 0.0
-            self.max_in_flight = self._in_flight
+            self._generation += 1
+            self._in_flight = self.max_in_flight = 0
 
     def fail_when(self, text: str, status: int, message: str) -> None:
         if not isinstance(text, str) or not text:
@@ -39,14 +41,17 @@ class Rules:
             self._limited_until = time.monotonic() + float(seconds)
             self._retry_after = float(retry_after)
 
-    def enter(self) -> None:
+    def enter(self) -> int:
+        """Count a request in; returns the token `leave` takes."""
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            return self._generation
 
-    def leave(self) -> None:
+    def leave(self, generation: int) -> None:
         with self._lock:
-            self._in_flight -= 1
+            if generation == self._generation:
+                self._in_flight -= 1
 
     def answer_for(self, body: dict[str, Any]) -> tuple[int, str, dict[str, str]] | None:
         """(status, message, headers) of the rule this request falls under, or None."""

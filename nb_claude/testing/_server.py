@@ -135,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
                                       {k.lower(): v for k, v in self.headers.items()}, body, raw))
         self.rng = owner._next_rng()
         self._started = False
-        owner._rules.enter()
+        counted = owner._rules.enter()
         try:
             self._answer(owner, body, size, bad_json)
         except _Stop:
@@ -149,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"stand-in server error: {type(exc).__name__}: {exc}", "api_error")
             raise
         finally:
-            owner._rules.leave()
+            owner._rules.leave(counted)
 
     def _answer(self, owner: StandInServer, body: Any, size: int, bad_json: Any) -> None:
         path = self.path.split("?")[0].rstrip("/")
@@ -395,7 +395,7 @@ class StandInServer:
 
     def reset(self) -> None:
         """Forget scripted answers, rules and recorded requests; `max_in_flight` starts
-        again from 0 and `latency` goes back to the value given to the constructor."""
+        again from 0, counting only requests that begin from now, and `latency` goes back to the value given to the constructor."""
         with self._lock:
             self._queue.clear()
             self.requests.clear()
