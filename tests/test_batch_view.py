@@ -7,16 +7,14 @@ import dataclasses
 import glob
 import io
 import os
-import pty
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_terminal import read_screen
+from test_terminal import terminal_ipython
 
 from nb_claude import _batch_view
 from nb_claude._batch_view import (
@@ -28,7 +26,7 @@ from nb_claude._batch_view import (
     summary_text,
     view_for,
 )
-from nb_claude.testing import DEMO_KEY, StandInServer
+from nb_claude.testing import StandInServer
 
 SENTINEL_KEY = "sk-nbc-SENTINEL-7f3a9c2e41"
 
@@ -183,16 +181,7 @@ def test_terminal_ipython_gets_the_line_on_a_real_terminal(tmp_path: Path) -> No
             "concurrency=2, confirm=True)\n"
             "print('rows', len(r), r.attrs['nb_claude']['state'])\n")
     with StandInServer(seed=15, quirks=False, latency=0.15) as server:
-        env = {**os.environ, "NB_CLAUDE_BASE_URL": server.url, "AIMLAPI_KEY": DEMO_KEY,
-               "NB_CLAUDE_REPLAY": "off", "IPYTHONDIR": str(tmp_path / "ipython"),
-               "TERM": "dumb", "COLUMNS": "150"}
-        primary, secondary = pty.openpty()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor",
-             "--HistoryManager.enabled=False", "-c", code],
-            stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
-        os.close(secondary)
-        screen = read_screen(primary, proc)
+        screen = terminal_ipython(tmp_path, server.url, code=code, env={"COLUMNS": "150"})
         sent = len(server.requests)
     assert sent == 16
     lines = [line for line in screen.split("\n") if "\r" in line]

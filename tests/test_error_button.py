@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import pty
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,13 +17,12 @@ import nb_claude
 from nb_claude import _config, _error_button
 from nb_claude._capture import ContextRecorder
 from nb_claude._error_button import HINT
-from nb_claude.testing import DEMO_KEY
 
 pd = pytest.importorskip("pandas")
 widgets = pytest.importorskip("ipywidgets")
 
 from ipywidgets.widgets.widget import _instances  # noqa: E402
-from test_terminal import read_screen  # noqa: E402
+from test_terminal import terminal_ipython  # noqa: E402
 
 from nb_claude._fix_button import CANNOT_INSERT, INSERT_COMMANDS, RUN_ALL, FixButton  # noqa: E402
 
@@ -292,14 +287,6 @@ def test_terminal_ipython_gets_a_one_line_hint(ip: Any, run: Any, server: Any,
 def test_terminal_ipython_hint_on_a_real_terminal_once_per_error(tmp_path: Any) -> None:
     """A real terminal IPython: one hint line after each failing cell, one after a reload
     too, none after an unload, none after a KeyboardInterrupt."""
-    env = {**os.environ, "NB_CLAUDE_BASE_URL": "http://127.0.0.1:9/v1", "AIMLAPI_KEY": DEMO_KEY,
-           "NB_CLAUDE_REPLAY": "off", "IPYTHONDIR": str(tmp_path / "ipython"), "TERM": "dumb"}
-    primary, secondary = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--simple-prompt",
-         "--HistoryManager.enabled=False"],
-        stdin=secondary, stdout=secondary, stderr=secondary, env=env, cwd=tmp_path)
-    os.close(secondary)
     typed = ("%load_ext nb_claude\n"
              "1 / 0\n"
              "raise KeyboardInterrupt\n"
@@ -308,8 +295,7 @@ def test_terminal_ipython_hint_on_a_real_terminal_once_per_error(tmp_path: Any) 
              "%unload_ext nb_claude\n"
              "None.attribute\n"
              "exit\n")
-    os.write(primary, typed.encode())
-    screen = read_screen(primary, proc)
+    screen = terminal_ipython(tmp_path, "http://127.0.0.1:9/v1", typed=typed)
     assert "ZeroDivisionError" in screen and "AttributeError" in screen, screen
     assert "KeyError" in screen and "KeyboardInterrupt" in screen, screen
     # 1 / 0 and {}['missing']: not the interrupt, not twice after the reload, none unloaded
